@@ -140,7 +140,7 @@ class P1Source:
         self.raw_history: deque[bytes] = deque(maxlen=RAW_HISTORY)
         self._backoff = backoff or Backoff()
         self._idle_timeout = idle_timeout
-        self._on_status = on_status
+        self.on_status = on_status
         self._framer = P1Framer()
         self._link: serialx.AsyncSerial | None = None
         self._connected = False
@@ -156,8 +156,8 @@ class P1Source:
         if value == self._connected:
             return
         self._connected = value
-        if self._on_status is not None:
-            self._on_status(value)
+        if self.on_status is not None:
+            self.on_status(value)
 
     def decode(self, raw: bytes) -> Frame | None:
         """Decode one framed telegram; count and drop what is not good."""

@@ -1,0 +1,406 @@
+"""Config flow: find the meter on a serial port, USB cable or network bridge.
+
+The flow never asks for a DSMR version or baud rate: it listens to the port
+(never transmitting) at the framings P1 ports use, decodes a real telegram and
+shows what it found before the user confirms. It asks for a key only when the
+telegram is encrypted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import serialx
+import voluptuous as vol
+
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlow,
+)
+from homeassistant.const import CONF_HOST, CONF_PORT
+from homeassistant.core import callback
+from homeassistant.helpers.selector import (
+    SelectOptionDict,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+from homeassistant.helpers.service_info.usb import UsbServiceInfo
+from homeassistant.util import dt as dt_util
+
+from . import const
+from .const import (
+    CONF_BAUDRATE,
+    CONF_BYTESIZE,
+    CONF_KEY,
+    CONF_METER_ID,
+    CONF_PARITY,
+    CONF_PROTOCOL,
+    CONF_STOPBITS,
+    CONF_TIME_ZONE,
+    CONF_URL,
+    DOMAIN,
+    LOGGER,
+    PROTOCOL_DSMR,
+)
+from .core.errors import ConnectionFailedError, NoTelegramError
+from .core.models import Frame
+from .core.smarty import parse_key
+from .core.ports import port_label, serial_by_id
+from .core.source import ProbeResult, probe
+from .entity import MEDIUM_NAMES
+
+CONF_DEVICE = "device"
+CONF_TRANSPORT = "transport"
+TRANSPORTS = ("socket", "rfc2217")
+
+# Registers shown as a sample of what was found.
+_SAMPLE_KEYS = (
+    "energy_import_total",
+    "energy_import_tariff_1",
+    "energy_import_tariff_2",
+    "energy_export_tariff_1",
+    "power_import",
+    "gas",
+    "water",
+    "heat",
+)
+
+
+class CannotConnect(Exception):
+    """The port could not be opened."""
+
+
+def _sample(frame: Frame) -> str:
+    lines = []
+    for meter in frame.meters:
+        for reg in meter.registers:
+            if reg.key in _SAMPLE_KEYS and isinstance(reg.value, Decimal):
+                lines.append(f"{reg.key.replace('_', ' ')}: {reg.value} {reg.unit or ''}".rstrip())
+    return ", ".join(lines[:6]) or "-"
+
+
+def _title(frame: Frame) -> str:
+    main = frame.main
+    assert main is not None  # a decoded frame always has a main meter
+    return f"{MEDIUM_NAMES[main.medium]} {main.serial_number or main.id}"
+
+
+class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Set up a meter."""
+
+    VERSION = 1
+
+    def __init__(self) -> None:
+        """Start with nothing found."""
+        self._url: str | None = None
+        self._key: str | None = None
+        self._result: ProbeResult | None = None
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> SmartMeterOptionsFlow:
+        """Options of an entry."""
+        return SmartMeterOptionsFlow()
+
+    async def _async_probe(self, url: str, key: str | None) -> ProbeResult:
+        """Listen on ``url``; errors as exceptions the steps map to messages."""
+        return await probe(
+            url,
+            key=parse_key(key) if key else None,
+            timeout=const.PROBE_TIMEOUT,
+        )
+
+    async def _async_try(self, url: str, key: str | None, errors: dict[str, str]) -> ProbeResult | None:
+        try:
+            result = await self._async_probe(url, key)
+        except ValueError:
+            errors[CONF_KEY] = "invalid_key_format"
+        except ConnectionFailedError as err:
+            LOGGER.debug("Cannot open %s: %s", serialx.redact_uri(url), err)
+            errors["base"] = "cannot_connect"
+        except NoTelegramError as err:
+            LOGGER.debug("No telegram on %s: %s", serialx.redact_uri(url), err)
+            errors["base"] = "no_telegram"
+        else:
+            if result.encrypted and result.frame is None and key:
+                errors[CONF_KEY] = "invalid_key"
+                return None
+            return result
+        return None
+
+    # ---- user ----
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask how the meter is connected."""
+        return self.async_show_menu(step_id="user", menu_options=["serial", "network"])
+
+    async def _async_port_options(self) -> list[SelectOptionDict]:
+        ports = await serialx.async_list_serial_ports()
+        options: list[SelectOptionDict] = []
+        for port in ports:
+            path = await self.hass.async_add_executor_job(serial_by_id, port.device)
+            label = port_label(port)
+            options.append(SelectOptionDict(value=path, label=label))
+        return options
+
+    async def async_step_serial(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Pick a serial port (or type a path or serialx URL)."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            url = user_input[CONF_DEVICE]
+            if url.startswith("/dev/"):
+                url = await self.hass.async_add_executor_job(serial_by_id, url)
+            result = await self._async_try(url, None, errors)
+            if result is not None:
+                return await self._async_found(url, result)
+        return self.async_show_form(
+            step_id="serial",
+            data_schema=vol.Schema(
+                {
+                    vol.Required(CONF_DEVICE): SelectSelector(
+                        SelectSelectorConfig(
+                            options=await self._async_port_options(),
+                            custom_value=True,
+                            mode=SelectSelectorMode.DROPDOWN,
+                        )
+                    )
+                }
+            ),
+            errors=errors,
+        )
+
+    async def async_step_network(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """A network P1 dongle or ser2net bridge."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            host = user_input[CONF_HOST].strip()
+            if ":" in host and not host.startswith("["):
+                host = f"[{host}]"  # IPv6 literal
+            url = f"{user_input[CONF_TRANSPORT]}://{host}:{user_input[CONF_PORT]}"
+            result = await self._async_try(url, None, errors)
+            if result is not None:
+                return await self._async_found(url, result)
+        return self.async_show_form(
+            step_id="network",
+            data_schema=self.add_suggested_values_to_schema(
+                vol.Schema(
+                    {
+                        vol.Required(CONF_HOST): TextSelector(),
+                        vol.Required(CONF_PORT, default=23): vol.All(vol.Coerce(int), vol.Range(1, 65535)),
+                        vol.Required(CONF_TRANSPORT, default="socket"): SelectSelector(
+                            SelectSelectorConfig(
+                                options=list(TRANSPORTS),
+                                translation_key=CONF_TRANSPORT,
+                                mode=SelectSelectorMode.LIST,
+                            )
+                        ),
+                    }
+                ),
+                user_input,
+            ),
+            errors=errors,
+        )
+
+    async def _async_found(self, url: str, result: ProbeResult) -> ConfigFlowResult:
+        """A port answered: ask for a key if needed, else identify the meter."""
+        self._url = url
+        self._result = result
+        if result.frame is None:
+            return await self.async_step_key()
+        return await self._async_identified()
+
+    async def async_step_key(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """The telegrams are encrypted: ask for the meter's key."""
+        assert self._url is not None
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            key = user_input[CONF_KEY].strip()
+            result = await self._async_try(self._url, key, errors)
+            if result is not None and result.frame is not None:
+                self._key = key
+                self._result = result
+                return await self._async_identified()
+        return self.async_show_form(
+            step_id="key",
+            data_schema=vol.Schema(
+                {vol.Required(CONF_KEY): TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))}
+            ),
+            errors=errors,
+        )
+
+    async def _async_identified(self) -> ConfigFlowResult:
+        assert self._result is not None and self._result.frame is not None and self._url is not None
+        main = self._result.frame.main
+        assert main is not None
+        await self.async_set_unique_id(main.id)
+        self._abort_if_unique_id_configured(updates=self._entry_data())
+        return await self.async_step_confirm()
+
+    def _entry_data(self) -> dict[str, Any]:
+        assert self._result is not None and self._url is not None
+        frame = self._result.frame
+        assert frame is not None and frame.main is not None
+        settings = self._result.settings
+        return {
+            CONF_URL: self._url,
+            CONF_PROTOCOL: PROTOCOL_DSMR,
+            CONF_BAUDRATE: settings.baudrate,
+            CONF_BYTESIZE: settings.bytesize,
+            CONF_PARITY: settings.parity,
+            CONF_STOPBITS: settings.stopbits,
+            CONF_KEY: self._key,
+            CONF_METER_ID: frame.main.id,
+        }
+
+    async def async_step_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Show what was found; create the entry when the user agrees."""
+        assert self._result is not None and self._result.frame is not None and self._url is not None
+        frame = self._result.frame
+        if user_input is not None:
+            return self.async_create_entry(title=_title(frame), data=self._entry_data())
+        self._set_confirm_only()
+        main = frame.main
+        assert main is not None
+        return self.async_show_form(
+            step_id="confirm",
+            description_placeholders={
+                "title": _title(frame),
+                "port": serialx.redact_uri(self._url),
+                "settings": self._result.settings.label,
+                "meters": str(len(frame.meters)),
+                "sample": _sample(frame),
+                "version": frame.version or "-",
+            },
+        )
+
+    # ---- USB discovery ----
+
+    async def async_step_usb(self, discovery_info: UsbServiceInfo) -> ConfigFlowResult:
+        """A known P1 cable was plugged in: confirm it carries telegrams before asking."""
+        url = await self.hass.async_add_executor_job(serial_by_id, discovery_info.device)
+        for entry in self._async_current_entries(include_ignore=False):
+            if entry.data.get(CONF_URL) in (url, discovery_info.device):
+                return self.async_abort(reason="already_configured")
+        await self.async_set_unique_id(f"usb_{discovery_info.vid}_{discovery_info.pid}_{discovery_info.serial_number}")
+        self._abort_if_unique_id_configured()
+        try:
+            result = await self._async_probe(url, None)
+        except ConnectionFailedError:
+            return self.async_abort(reason="cannot_connect")
+        except NoTelegramError:
+            return self.async_abort(reason="not_p1_meter")
+        self.context["title_placeholders"] = {"name": discovery_info.description or url}
+        self._url = url
+        self._result = result
+        if result.frame is None:
+            return await self.async_step_key()
+        return await self._async_identified()
+
+    # ---- reconfigure: change the port without losing entities ----
+
+    async def async_step_reconfigure(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Move the meter to another port or bridge."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            url = user_input[CONF_DEVICE].strip()
+            if url.startswith("/dev/"):
+                url = await self.hass.async_add_executor_job(serial_by_id, url)
+            key = entry.data.get(CONF_KEY)
+            result = await self._async_try(url, key, errors)
+            if result is not None and result.frame is None:
+                errors["base"] = "invalid_key"
+            elif result is not None and result.frame is not None:
+                main = result.frame.main
+                assert main is not None
+                await self.async_set_unique_id(main.id)
+                self._abort_if_unique_id_mismatch(reason="wrong_meter")
+                settings = result.settings
+                return self.async_update_reload_and_abort(
+                    entry,
+                    data_updates={
+                        CONF_URL: url,
+                        CONF_BAUDRATE: settings.baudrate,
+                        CONF_BYTESIZE: settings.bytesize,
+                        CONF_PARITY: settings.parity,
+                        CONF_STOPBITS: settings.stopbits,
+                    },
+                )
+        options = await self._async_port_options()
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(
+                vol.Schema(
+                    {
+                        vol.Required(CONF_DEVICE): SelectSelector(
+                            SelectSelectorConfig(
+                                options=options, custom_value=True, mode=SelectSelectorMode.DROPDOWN
+                            )
+                        )
+                    }
+                ),
+                {CONF_DEVICE: entry.data[CONF_URL]},
+            ),
+            errors=errors,
+        )
+
+    # ---- reauth: the key changed or is wrong ----
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """The meter's telegrams do not decrypt with the stored key."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask for the new key and check it against a live telegram."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            key = user_input[CONF_KEY].strip()
+            result = await self._async_try(entry.data[CONF_URL], key, errors)
+            if result is not None and result.frame is not None:
+                return self.async_update_reload_and_abort(entry, data_updates={CONF_KEY: key})
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=vol.Schema(
+                {vol.Required(CONF_KEY): TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))}
+            ),
+            description_placeholders={"port": serialx.redact_uri(entry.data[CONF_URL])},
+            errors=errors,
+        )
+
+
+class SmartMeterOptionsFlow(OptionsFlow):
+    """Options that take effect with a reload, no restart."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """The meter clock's time zone (DSMR timestamps are local time)."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            if dt_util.get_time_zone(user_input[CONF_TIME_ZONE]) is None:
+                errors[CONF_TIME_ZONE] = "invalid_time_zone"
+            else:
+                return self.async_create_entry(data=user_input)
+        zones = sorted({self.hass.config.time_zone, "Europe/Amsterdam", "Europe/Brussels", "Europe/Luxembourg",
+                        "Europe/Stockholm", "Europe/Vienna", "Europe/Budapest", "Europe/Dublin", "UTC"})
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(
+                vol.Schema(
+                    {
+                        vol.Required(CONF_TIME_ZONE): SelectSelector(
+                            SelectSelectorConfig(options=zones, custom_value=True, mode=SelectSelectorMode.DROPDOWN)
+                        )
+                    }
+                ),
+                {CONF_TIME_ZONE: self.config_entry.options.get(CONF_TIME_ZONE, self.hass.config.time_zone)},
+            ),
+            errors=errors,
+        )

@@ -1,0 +1,30 @@
+"""Constants for the smartmeter integration."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+DOMAIN: Final = "smartmeter"
+LOGGER = logging.getLogger(__package__)
+
+CONF_URL: Final = "url"
+CONF_BAUDRATE: Final = "baudrate"
+CONF_BYTESIZE: Final = "bytesize"
+CONF_PARITY: Final = "parity"
+CONF_STOPBITS: Final = "stopbits"
+CONF_KEY: Final = "key"
+CONF_PROTOCOL: Final = "protocol"
+CONF_METER_ID: Final = "meter_id"
+CONF_TIME_ZONE: Final = "time_zone"
+
+PROTOCOL_DSMR: Final = "dsmr"
+
+# How long setup waits for the first telegram (DSMR 4 sends every 10 s).
+FIRST_FRAME_TIMEOUT: Final = 30.0
+# How long the config flow listens per line setting while probing a port.
+PROBE_TIMEOUT: Final = 12.0
+# No data for this long means the link is dead: reconnect.
+IDLE_TIMEOUT: Final = 60.0
+# Raw telegrams kept for diagnostics.
+RAW_HISTORY: Final = 5

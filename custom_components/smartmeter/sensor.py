@@ -1,0 +1,352 @@
+"""Sensors for every register a meter reports, from entity descriptions keyed by register."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import (
+    EntityCategory,
+    UnitOfElectricCurrent,
+    UnitOfElectricPotential,
+    UnitOfEnergy,
+    UnitOfFrequency,
+    UnitOfPower,
+    UnitOfTime,
+    UnitOfVolume,
+)
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.typing import StateType
+
+from .coordinator import SmartMeterConfigEntry, SmartMeterCoordinator
+from .core.models import Meter, Register
+from .entity import SmartMeterEntity
+
+PARALLEL_UPDATES = 0
+
+# Units as meters write them -> Home Assistant units.
+UNITS: dict[str, str] = {
+    "kwh": UnitOfEnergy.KILO_WATT_HOUR,
+    "wh": UnitOfEnergy.WATT_HOUR,
+    "mwh": UnitOfEnergy.MEGA_WATT_HOUR,
+    "gj": UnitOfEnergy.GIGA_JOULE,
+    "kw": UnitOfPower.KILO_WATT,
+    "w": UnitOfPower.WATT,
+    "v": UnitOfElectricPotential.VOLT,
+    "a": UnitOfElectricCurrent.AMPERE,
+    "m3": UnitOfVolume.CUBIC_METERS,
+    "hz": UnitOfFrequency.HERTZ,
+    "s": UnitOfTime.SECONDS,
+    "kvar": "kvar",
+    "var": "var",
+    "kvarh": "kvarh",
+    "varh": "varh",
+}
+
+# A meter-stamped reading older than this is a placeholder ("700101000000").
+_EPOCH_YEAR = 2000
+
+
+def _number(reg: Register | None) -> Decimal | None:
+    if reg is None or not isinstance(reg.value, Decimal):
+        return None
+    return reg.value
+
+
+def _reading(reg: Register | None) -> Decimal | None:
+    """An M-Bus reading counts only with a real meter timestamp."""
+    if reg is None or reg.timestamp is None or reg.timestamp.year < _EPOCH_YEAR:
+        return None
+    return _number(reg)
+
+
+def _mean_history(reg: Register | None) -> Decimal | None:
+    if reg is None:
+        return None
+    values = [entry.value for entry in reg.history if entry.value is not None]
+    if not values:
+        return None
+    return (sum(values, Decimal(0)) / len(values)).quantize(Decimal("0.001"))
+
+
+def _integer(reg: Register | None) -> int | None:
+    value = _number(reg)
+    return int(value) if value is not None else None
+
+
+def _text(reg: Register | None) -> str | None:
+    if reg is None or not isinstance(reg.value, str):
+        return None
+    return reg.value[:255]
+
+
+def _timestamp(reg: Register | None) -> datetime | None:
+    if reg is None or not isinstance(reg.value, datetime):
+        return None
+    return reg.value
+
+
+type ValueFn = Callable[[Register | None], StateType | Decimal | datetime]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmartMeterSensorEntityDescription(SensorEntityDescription):
+    """Describes a sensor for one register key."""
+
+    value_fn: ValueFn = _number
+    has_fn: Callable[[Meter], bool] | None = None
+    register_key: str | None = None
+
+    @property
+    def source_key(self) -> str:
+        """The register the value comes from."""
+        return self.register_key or self.key
+
+
+def _energy(key: str, *, enabled: bool = True) -> SmartMeterSensorEntityDescription:
+    return SmartMeterSensorEntityDescription(
+        key=key,
+        translation_key=key,
+        device_class=SensorDeviceClass.ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        entity_registry_enabled_default=enabled,
+    )
+
+
+def _power(key: str, *, enabled: bool = True) -> SmartMeterSensorEntityDescription:
+    return SmartMeterSensorEntityDescription(
+        key=key,
+        translation_key=key,
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.KILO_WATT,
+        suggested_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        entity_registry_enabled_default=enabled,
+    )
+
+
+def _reactive(key: str, *, counter: bool) -> SmartMeterSensorEntityDescription:
+    return SmartMeterSensorEntityDescription(
+        key=key,
+        translation_key=key,
+        state_class=SensorStateClass.TOTAL_INCREASING if counter else SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement="kvarh" if counter else "kvar",
+        entity_registry_enabled_default=False,
+    )
+
+
+def _measure(
+    key: str,
+    device_class: SensorDeviceClass | None,
+    unit: str | None,
+    *,
+    enabled: bool = True,
+    precision: int | None = None,
+) -> SmartMeterSensorEntityDescription:
+    return SmartMeterSensorEntityDescription(
+        key=key,
+        translation_key=key,
+        device_class=device_class,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=unit,
+        suggested_display_precision=precision,
+        entity_registry_enabled_default=enabled,
+    )
+
+
+def _diagnostic(
+    key: str,
+    *,
+    value_fn: ValueFn = _integer,
+    state_class: SensorStateClass | None = None,
+    device_class: SensorDeviceClass | None = None,
+    unit: str | None = None,
+) -> SmartMeterSensorEntityDescription:
+    return SmartMeterSensorEntityDescription(
+        key=key,
+        translation_key=key,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=value_fn,
+        state_class=state_class,
+        device_class=device_class,
+        native_unit_of_measurement=unit,
+    )
+
+
+def _meter_reading(key: str, device_class: SensorDeviceClass, unit: str) -> SmartMeterSensorEntityDescription:
+    return SmartMeterSensorEntityDescription(
+        key=key,
+        translation_key=key,
+        device_class=device_class,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=unit,
+        value_fn=_reading,
+    )
+
+
+def _descriptions() -> tuple[SmartMeterSensorEntityDescription, ...]:
+    out: list[SmartMeterSensorEntityDescription] = []
+    for direction in ("import", "export"):
+        out.append(_energy(f"energy_{direction}_total"))
+        out.extend(_energy(f"energy_{direction}_tariff_{tariff}") for tariff in range(1, 5))
+        out.append(_power(f"power_{direction}"))
+        out.extend(_power(f"power_{direction}_l{phase}") for phase in (1, 2, 3))
+        out.append(_reactive(f"reactive_energy_{direction}_total", counter=True))
+        out.extend(
+            _reactive(f"reactive_energy_{direction}_tariff_{tariff}", counter=True) for tariff in (1, 2)
+        )
+        out.append(_reactive(f"reactive_power_{direction}", counter=False))
+        out.extend(_reactive(f"reactive_power_{direction}_l{phase}", counter=False) for phase in (1, 2, 3))
+    for quadrant in range(1, 5):
+        out.append(_reactive(f"reactive_energy_q{quadrant}", counter=True))
+        out.append(_reactive(f"reactive_power_q{quadrant}", counter=False))
+    out.append(_energy("energy_absolute_total", enabled=False))
+    out.append(_power("power_absolute"))
+    for phase in (1, 2, 3):
+        out.append(
+            _measure(f"voltage_l{phase}", SensorDeviceClass.VOLTAGE, UnitOfElectricPotential.VOLT, precision=1)
+        )
+        out.append(_measure(f"current_l{phase}", SensorDeviceClass.CURRENT, UnitOfElectricCurrent.AMPERE))
+        out.append(_measure(f"power_factor_l{phase}", SensorDeviceClass.POWER_FACTOR, None, enabled=False))
+        out.append(_diagnostic(f"voltage_sags_l{phase}", state_class=SensorStateClass.TOTAL_INCREASING))
+        out.append(_diagnostic(f"voltage_swells_l{phase}", state_class=SensorStateClass.TOTAL_INCREASING))
+        out.append(
+            _diagnostic(
+                f"current_limit_l{phase}",
+                value_fn=_number,
+                device_class=SensorDeviceClass.CURRENT,
+                unit=UnitOfElectricCurrent.AMPERE,
+            )
+        )
+    out.append(_measure("power_factor", SensorDeviceClass.POWER_FACTOR, None, enabled=False))
+    out.append(_measure("frequency", SensorDeviceClass.FREQUENCY, UnitOfFrequency.HERTZ, enabled=False))
+    out.append(
+        SmartMeterSensorEntityDescription(key="active_tariff", translation_key="active_tariff", value_fn=_integer)
+    )
+    # Belgian capacity tariff: average demand of the running quarter-hour, the
+    # month's peak and the peaks of the last 13 months.
+    out.append(_power("current_average_demand"))
+    out.append(_power("maximum_demand_month"))
+    out.append(
+        SmartMeterSensorEntityDescription(
+            key="maximum_demand_history",
+            translation_key="maximum_demand_history",
+            device_class=SensorDeviceClass.POWER,
+            native_unit_of_measurement=UnitOfPower.KILO_WATT,
+            value_fn=_mean_history,
+        )
+    )
+    out.append(_diagnostic("power_failures", state_class=SensorStateClass.TOTAL_INCREASING))
+    out.append(_diagnostic("long_power_failures", state_class=SensorStateClass.TOTAL_INCREASING))
+    out.append(
+        _diagnostic(
+            "power_threshold", value_fn=_number, device_class=SensorDeviceClass.POWER, unit=UnitOfPower.KILO_WATT
+        )
+    )
+    out.append(_diagnostic("breaker_state"))
+    out.append(_diagnostic("text_message", value_fn=_text))
+    out.append(_diagnostic("p1_version", value_fn=_text))
+    out.append(_diagnostic("timestamp", value_fn=_timestamp, device_class=SensorDeviceClass.TIMESTAMP))
+    # Sub-meters on M-Bus channels: the reading, stamped by the meter.
+    out.append(_meter_reading("gas", SensorDeviceClass.GAS, UnitOfVolume.CUBIC_METERS))
+    out.append(_meter_reading("water", SensorDeviceClass.WATER, UnitOfVolume.CUBIC_METERS))
+    out.append(_meter_reading("hot_water", SensorDeviceClass.WATER, UnitOfVolume.CUBIC_METERS))
+    out.append(_meter_reading("heat", SensorDeviceClass.ENERGY, UnitOfEnergy.GIGA_JOULE))
+    out.append(_meter_reading("cooling", SensorDeviceClass.ENERGY, UnitOfEnergy.GIGA_JOULE))
+    for medium in ("gas", "water", "hot_water", "heat", "cooling"):
+        out.append(
+            SmartMeterSensorEntityDescription(
+                key=f"{medium}_reading_time",
+                translation_key="reading_time",
+                register_key=medium,
+                device_class=SensorDeviceClass.TIMESTAMP,
+                entity_category=EntityCategory.DIAGNOSTIC,
+                value_fn=lambda reg: reg.timestamp if _reading(reg) is not None and reg else None,
+            )
+        )
+    out.append(_diagnostic("valve_position"))
+    return tuple(out)
+
+
+SENSORS: tuple[SmartMeterSensorEntityDescription, ...] = _descriptions()
+
+
+def _has(description: SmartMeterSensorEntityDescription, meter: Meter) -> bool:
+    if description.has_fn is not None:
+        return description.has_fn(meter)
+    return description.value_fn(meter.register(description.source_key)) is not None
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: SmartMeterConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add sensors for the registers seen so far, and for new ones as they appear."""
+    coordinator = entry.runtime_data
+    known: set[str] = set()
+    seen: dict[str, int] = {}
+
+    @callback
+    def _add_new() -> None:
+        new: list[SmartMeterSensor] = []
+        for meter in coordinator.data.meters.values():
+            if seen.get(meter.id) == len(meter.registers):
+                continue
+            seen[meter.id] = len(meter.registers)
+            for description in SENSORS:
+                unique_id = f"{meter.id}_{description.key}"
+                if unique_id in known or not _has(description, meter):
+                    continue
+                known.add(unique_id)
+                new.append(SmartMeterSensor(coordinator, meter, description))
+        if new:
+            async_add_entities(new)
+
+    _add_new()
+    entry.async_on_unload(coordinator.async_add_listener(_add_new))
+
+
+class SmartMeterSensor(SmartMeterEntity, SensorEntity):
+    """One register of one meter."""
+
+    entity_description: SmartMeterSensorEntityDescription
+
+    def __init__(
+        self,
+        coordinator: SmartMeterCoordinator,
+        meter: Meter,
+        description: SmartMeterSensorEntityDescription,
+    ) -> None:
+        """Create the sensor; its unit is the one the meter states."""
+        super().__init__(coordinator, meter)
+        self.entity_description = description
+        self._attr_unique_id = f"{meter.id}_{description.key}"
+        register = meter.register(description.source_key)
+        if (
+            description.native_unit_of_measurement is not None
+            and register is not None
+            and register.unit
+            and (unit := UNITS.get(register.unit.lower())) is not None
+        ):
+            self._attr_native_unit_of_measurement = unit
+
+    @property
+    def native_value(self) -> StateType | Decimal | datetime:
+        """The register's latest value."""
+        meter = self.meter
+        if meter is None:
+            return None
+        return self.entity_description.value_fn(meter.register(self.entity_description.source_key))
