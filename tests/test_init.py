@@ -18,8 +18,16 @@ def _entry(url: str, meter_id: str = "4530303434303037333832323436303139") -> Mo
         domain=DOMAIN,
         unique_id=meter_id,
         title="Electricity meter",
-        data={CONF_URL: url, "baudrate": 115200, "bytesize": 8, "parity": "N", "stopbits": 1, "key": None,
-              "protocol": "dsmr", "meter_id": meter_id},
+        data={
+            CONF_URL: url,
+            "baudrate": 115200,
+            "bytesize": 8,
+            "parity": "N",
+            "stopbits": 1,
+            "key": None,
+            "protocol": "dsmr",
+            "meter_id": meter_id,
+        },
     )
 
 
