@@ -78,16 +78,16 @@ def decrypt_frame(
     if len(key) != 16:
         raise WrongKeyError("the decryption key must be 16 bytes")
     title = bytes(frame[2:10])
-    hdr = total - (frame[10] if frame[10] < 0x80 else (frame[11] if frame[10] == 0x81 else (frame[11] << 8) | frame[12]))
+    hdr = total - (
+        frame[10] if frame[10] < 0x80 else (frame[11] if frame[10] == 0x81 else (frame[11] << 8) | frame[12])
+    )
     security = frame[hdr]
     counter = bytes(frame[hdr + 1 : hdr + 5])
     body = bytes(frame[hdr + 5 : total])
     iv = title + counter
     if security & 0x10:  # authenticated: GCM with tag
         ciphertext, tag = body[:-tag_length], body[-tag_length:]
-        decryptor = Cipher(
-            algorithms.AES(key), modes.GCM(iv, tag, min_tag_length=tag_length)
-        ).decryptor()
+        decryptor = Cipher(algorithms.AES(key), modes.GCM(iv, tag, min_tag_length=tag_length)).decryptor()
         decryptor.authenticate_additional_data(bytes([security]) + auth_key)
         try:
             return decryptor.update(ciphertext) + decryptor.finalize()
