@@ -92,7 +92,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """Delay before the next attempt."""
-        delay = min(self.cap, self.first * (2**self.attempt))
+        delay = min(self.cap, self.first * 2.0**self.attempt)
         self.attempt += 1
         return delay * (0.8 + 0.4 * random.random())  # noqa: S311 - jitter, not crypto
 
