@@ -34,6 +34,8 @@ MAIN_REGISTERS: dict[str, tuple[str, Kind]] = {
     "0-0:96.1.0": ("meter_serial", _K.TEXT),
     "0-0:42.0.0": ("logical_device_name", _K.TEXT),
     "1-0:0.0.0": ("meter_id", _K.TEXT),
+    "0-0:96.1.255": ("serial_number", _K.TEXT),  # EasyMeter Q3D
+    "1-0:96.5.5": ("meter_status", _K.TEXT),  # EasyMeter Q3D, hex status word
     "0-0:96.14.0": ("active_tariff", _K.NUMBER),
     "0-0:96.13.0": ("text_message", _K.TEXT),
     "0-0:96.13.1": ("text_message_code", _K.TEXT),

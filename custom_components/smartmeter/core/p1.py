@@ -7,13 +7,20 @@ telegram carries one, and M-Bus channels become sub-meters.
 
 Encrypted Smarty frames (general-global-cipher, first byte 0xDB) are decrypted
 first with the user's key (see :mod:`.smarty`).
+
+The decoder runs for every telegram (once a second on DSMR 5), so the common
+lines take short paths: a known number such as ``1-0:1.8.1(001581.123*kWh)`` is
+checked with two string methods and converted straight to ``Decimal``, and the
+frozen dataclasses are filled through their slot descriptors rather than their
+(slower) ``__init__``.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, tzinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from .crc import crc16_arc
@@ -31,8 +38,11 @@ from .obis import (
 from .smarty import GCM_TAG, decrypt_frame
 
 PROTOCOL = "dsmr"
+DEFAULT_TZ = ZoneInfo("Europe/Amsterdam")
+
 _new = object.__new__
-_SETTERS = tuple(Register.__dict__[name].__set__ for name in Register.__slots__)  # type: ignore[attr-defined]
+_REG_SET = tuple(Register.__dict__[name].__set__ for name in Register.__slots__)
+_HIST_SET = tuple(HistoryEntry.__dict__[name].__set__ for name in HistoryEntry.__slots__)
 
 
 def _reg(
@@ -43,9 +53,9 @@ def _reg(
     timestamp: datetime | None = None,
     history: tuple[HistoryEntry, ...] = (),
 ) -> Register:
-    """Build a frozen Register at plain-object speed (the hot path of a telegram)."""
+    """Build a frozen Register at plain-object speed."""
     reg = _new(Register)
-    s_obis, s_key, s_value, s_unit, s_stamp, s_hist = _SETTERS
+    s_obis, s_key, s_value, s_unit, s_stamp, s_hist = _REG_SET
     s_obis(reg, obis)
     s_key(reg, key)
     s_value(reg, value)
@@ -53,30 +63,77 @@ def _reg(
     s_stamp(reg, timestamp)
     s_hist(reg, history)
     return reg
-DEFAULT_TZ = ZoneInfo("Europe/Amsterdam")
-# One data line: OBIS code (empty for a DSMR 2.2 continuation line), groups.
-_LINE = re.compile(r"^([^(\r\n]*)\((.*)\)[ \t]*\r?$", re.MULTILINE)
-_HEX = frozenset("0123456789abcdefABCDEF")
-_NUMBER_CHARS = frozenset("0123456789.-+")
 
 
-def _check_crc(raw: bytes, bang: int) -> Integrity:
-    """Verdict on the CRC after the ``!`` at index ``bang``."""
-    end = bang + 1
-    stop = end
-    limit = min(len(raw), end + 4)
-    while stop < limit and raw[stop] in b"0123456789abcdefABCDEF":
-        stop += 1
-    stated = raw[end:stop]
+def _setters(cls: type) -> dict[str, Any]:
+    """The slot setters of a frozen slotted dataclass, by field name."""
+    return {name: cls.__dict__[name].__set__ for name in getattr(cls, "__slots__", ())}
+
+
+_METER_SET = _setters(Meter)
+_FRAME_SET = _setters(Frame)
+
+
+def _meter(
+    meter_id: str,
+    medium: Medium,
+    channel: int,
+    registers: tuple[Register, ...],
+    timestamp: datetime | None,
+    manufacturer: str | None,
+    model: str | None,
+    serial_number: str | None,
+    parent_id: str | None,
+) -> Meter:
+    """Build a frozen Meter at plain-object speed."""
+    meter = _new(Meter)
+    setters = _METER_SET
+    setters["id"](meter, meter_id)
+    setters["medium"](meter, medium)
+    setters["channel"](meter, channel)
+    setters["registers"](meter, registers)
+    setters["timestamp"](meter, timestamp)
+    setters["manufacturer"](meter, manufacturer)
+    setters["model"](meter, model)
+    setters["serial_number"](meter, serial_number)
+    setters["parent_id"](meter, parent_id)
+    return meter
+
+
+def _entry(
+    timestamp: datetime | None, value: Decimal | None, unit: str | None, start: datetime | None
+) -> HistoryEntry:
+    """Build a frozen HistoryEntry at plain-object speed."""
+    entry = _new(HistoryEntry)
+    s_stamp, s_value, s_unit, s_start = _HIST_SET
+    s_stamp(entry, timestamp)
+    s_value(entry, value)
+    s_unit(entry, unit)
+    s_start(entry, start)
+    return entry
+
+
+# One data line: the OBIS code (empty on a DSMR 2.2 continuation line) and
+# the text between the first "(" and the last ")".
+_LINE = re.compile(r"^([^(\r\n]*+)\((.*)\)[ \t]*+\r?$", re.MULTILINE)
+# What may follow the "!": up to four hex digits of CRC (some meters drop a
+# leading zero), then the line end.
+_CRC_LINE = re.compile(rb"([0-9A-Fa-f]{0,4})[ \t]*(?:\r?\n|\r|$)")
+_NUMBER = re.compile(r"[-+]?[0-9]+(?:\.[0-9]+)?")
+# A value with its unit glued on, no "*" (some Fluvius firmware): "000123.456kWh".
+_NUMBER_UNIT = re.compile(r"([-+]?[0-9]+(?:\.[0-9]+)?)([A-Za-z][A-Za-z0-9]{0,7})")
+
+
+def _check_crc(raw: bytes, start: int, bang: int) -> Integrity:
+    """Verdict on the CRC after the ``!`` at index ``bang`` (telegram from ``start``)."""
+    match = _CRC_LINE.match(raw, bang + 1)
+    if match is None:
+        return Integrity.INVALID  # a mangled CRC line
+    stated = match.group(1)
     if not stated:
         return Integrity.ABSENT
-    # Meters print the CRC as 4 hex digits; some (Warmtelink) drop a leading 0.
-    return Integrity.VALID if int(stated, 16) == crc16_arc(raw[:end]) else Integrity.INVALID
-
-
-def _year(yy: int) -> int:
-    # "700101000000" is how meters write "never" (the Unix epoch).
-    return 1900 + yy if yy >= 70 else 2000 + yy
+    computed = crc16_arc(raw[start : bang + 1])
+    return Integrity.VALID if int(stated, 16) == computed else Integrity.INVALID
 
 
 def parse_timestamp(text: str, tz: tzinfo) -> datetime | None:
@@ -84,96 +141,127 @@ def parse_timestamp(text: str, tz: tzinfo) -> datetime | None:
 
     Returns an aware datetime in ``tz``, the DST flag choosing the right one of
     an ambiguous hour, or ``None`` for an impossible stamp (meters send
-    ``632525252525W`` for "no value").
+    ``632525252525W`` for "no value"). Two-digit years 69-99 are 1969-1999
+    (``700101000000`` is how meters write "never"), 00-68 are 2000-2068.
     """
-    if len(text) == 17 and text[2] == "-":  # YY-MM-DD hh:mm:ss
-        text = text[0:2] + text[3:5] + text[6:8] + text[9:11] + text[12:14] + text[15:17]
-        flag = ""
-    elif len(text) == 13:
+    size = len(text)
+    if size == 13:
         flag = text[12]
+        if flag == "W":
+            fold = 1
+        elif flag == "S":
+            fold = 0
+        else:
+            return None
         text = text[:12]
-    elif len(text) == 12:
-        flag = ""
+    elif size == 12:
+        fold = 0
+    elif size == 17 and text[2] == text[5] == "-" and text[8] == " " and text[11] == text[14] == ":":
+        text = text[0:2] + text[3:5] + text[6:8] + text[9:11] + text[12:14] + text[15:17]
+        fold = 0
     else:
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdecimal()):
         return None
+    rest, second = divmod(int(text), 100)
+    rest, minute = divmod(rest, 100)
+    rest, hour = divmod(rest, 100)
+    rest, day = divmod(rest, 100)
+    year, month = divmod(rest, 100)
     try:
-        local = datetime(
-            _year(int(text[0:2])),
-            int(text[2:4]),
-            int(text[4:6]),
-            int(text[6:8]),
-            int(text[8:10]),
-            int(text[10:12]),
-            tzinfo=tz,
-            fold=1 if flag == "W" else 0,
+        return datetime(
+            year + (1900 if year >= 69 else 2000), month, day, hour, minute, second, 0, tz, fold=fold
         )
     except ValueError:
         return None
-    return local
+
+
+def _looks_like_stamp(text: str) -> bool:
+    size = len(text)
+    return (
+        (size == 13 and text[:12].isdecimal())
+        or (size == 12 and text.isdecimal())
+        or (size == 17 and text[2] == "-")
+    )
 
 
 def _number(text: str) -> tuple[Decimal, str | None] | None:
     """``002130.115*kWh`` -> (Decimal, "kWh"); ``000123.456kWh`` too; else None."""
     value, star, unit = text.partition("*")
-    if not star:
-        # Some meters (Fluvius firmware) omit the '*': split at the first letter.
-        i = 0
-        for i, ch in enumerate(text):  # noqa: B007
-            if ch not in _NUMBER_CHARS:
-                break
-        else:
-            i = len(text)
-        value, unit = text[:i], text[i:]
-    if not value or not _NUMBER_CHARS.issuperset(value):
+    if value.replace(".", "", 1).isdecimal() or _NUMBER.fullmatch(value) is not None:
+        return Decimal(value), (unit or None)
+    if star:
         return None
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
+    match = _NUMBER_UNIT.fullmatch(text)
+    if match is None:
         return None
-    return number, (unit or None)
+    return Decimal(match.group(1)), match.group(2)
 
 
 def _is_obis(text: str) -> bool:
     return "-" in text and ":" in text and "." in text
 
 
-def _parse_log(groups: list[str], tz: tzinfo) -> tuple[RegisterValue, str | None, tuple[HistoryEntry, ...]]:
+def _parse_log(groups: list[str], tz: tzinfo) -> tuple[RegisterValue, tuple[HistoryEntry, ...]]:
     """A profile-generic buffer: ``(n)(obis)[(obis)](entry fields)*n``.
 
     Belgian 0-0:98.1.0 entries are (month start)(peak time)(peak kW); DSMR
     1-0:99.97.0 entries are (end of failure)(duration*s). The register value is
-    the entry count; the entries go to ``history``.
+    the entry count the meter states; the entries present go to ``history``.
     """
-    if not groups or not groups[0].isdigit():
+    head = groups[0]
+    if not head.isdecimal():
+        if len(groups) == 1 and not head:
+            return 0, ()  # "()": an empty buffer
         # Hungarian 0-0:98.1.0 is a billing row: (timestamp)(value)(value)...
-        stamp = parse_timestamp(groups[0], tz) if groups else None
         entries = []
         for group in groups[1:]:
             parsed = _number(group)
             if parsed is not None:
-                entries.append(HistoryEntry(None, parsed[0], parsed[1]))
-        return stamp, None, tuple(entries)
-    count = int(groups[0])
-    fields = [g for g in groups[1:] if not _is_obis(g)]
-    if count == 0 or not fields or len(fields) % count:
-        return count, None, ()
-    width = len(fields) // count
+                entries.append(_entry(None, parsed[0], parsed[1], None))
+        return parse_timestamp(head, tz), tuple(entries)
+    count = int(head)
+    ids = 0
+    while ids + 1 < len(groups) and _is_obis(groups[ids + 1]):
+        ids += 1
+    fields = groups[1 + ids :]
+    # Each entry is a timestamp per capture object but the last, then the value.
+    width = ids + 1 if ids else 2
     history = []
-    for i in range(count):
+    for i in range(min(count, len(fields) // width)):
         entry = fields[i * width : (i + 1) * width]
-        stamps = [parse_timestamp(f, tz) for f in entry[:-1]]
         parsed = _number(entry[-1])
-        history.append(
-            HistoryEntry(
-                timestamp=stamps[-1] if stamps else None,
-                value=parsed[0] if parsed else None,
-                unit=parsed[1] if parsed else None,
-                start=stamps[0] if len(stamps) > 1 else None,
-            )
-        )
-    return count, None, tuple(history)
+        stamp = parse_timestamp(entry[-2], tz) if width > 1 else None
+        start = parse_timestamp(entry[0], tz) if width > 2 else None
+        history.append(_entry(stamp, parsed[0] if parsed else None, parsed[1] if parsed else None, start))
+    return count, tuple(history)
+
+
+def _parse_stamped(groups: list[str], tz: tzinfo) -> tuple[Decimal | None, str | None, datetime | None]:
+    """A stamped reading: (value, unit, timestamp).
+
+    ``(stamp)(value*unit)`` (DSMR 4+), ``(value*unit)(YY-MM-DD hh:mm:ss)``
+    (ACE4000), DSMR 2.2/3 ``(stamp)(00)(60)(1)(obis)(unit)`` + ``(value)`` on
+    the next line, or a plain ``(value*unit)``.
+    """
+    if len(groups) >= 6:
+        parsed = _number(groups[6]) if len(groups) > 6 else None
+        unit = groups[5] or None
+        if parsed is not None and parsed[1] is not None:
+            unit = parsed[1]
+        return (parsed[0] if parsed else None), unit, parse_timestamp(groups[0], tz)
+    if len(groups) == 1:
+        value_text, stamp = groups[0], None
+    elif _looks_like_stamp(groups[0]):
+        value_text, stamp = groups[-1], parse_timestamp(groups[0], tz)
+    elif _looks_like_stamp(groups[-1]):
+        value_text, stamp = groups[0], parse_timestamp(groups[-1], tz)
+    else:
+        value_text, stamp = groups[-1], None
+    parsed = _number(value_text)
+    if parsed is None:
+        return None, None, stamp
+    return parsed[0], parsed[1], stamp
 
 
 def _parse_value(
@@ -184,45 +272,42 @@ def _parse_value(
         parsed = _number(groups[-1])
         if parsed is not None:
             return parsed[0], parsed[1], None, ()
-        if kind is Kind.NUMBER and groups[-1] == "":
-            return None, None, None, ()
+        if kind is Kind.NUMBER or not groups[-1]:
+            return None, None, None, ()  # empty, or not a number where one belongs
         return groups[-1], None, None, ()
     if kind is Kind.TEXT:
-        return groups[0], None, None, ()
+        return groups[0] or None, None, None, ()
     if kind is Kind.TIME:
         return parse_timestamp(groups[0], tz), None, None, ()
     if kind is Kind.STAMPED:
-        # (stamp)(value*unit) or (value*unit)(YY-MM-DD hh:mm:ss)
-        if len(groups) >= 2 and _number(groups[0]) is not None and _number(groups[1]) is None:
-            value_text, stamp_text = groups[0], groups[1]
-        else:
-            stamp_text, value_text = groups[0], groups[-1]
-        parsed = _number(value_text)
-        stamp = parse_timestamp(stamp_text, tz)
-        if parsed is None:
-            return None, None, stamp, ()
-        return parsed[0], parsed[1], stamp, ()
-    value, unit, history = _parse_log(groups, tz)
-    return value, unit, None, history
+        value, unit, stamp = _parse_stamped(groups, tz)
+        return value, unit, stamp, ()
+    count, history = _parse_log(groups, tz)
+    return count, None, None, history
 
 
 # obis text -> (key, kind, channel, medium hint). channel 0 = main meter, n =
 # M-Bus channel n, -1 = medium-coded object that joins the channel with an ID.
-type _Spec = tuple[str | None, Kind, int, Medium | None]
+# A key of "" marks an M-Bus meter reading: it gets the medium's key later.
+type _Spec = tuple[str, Kind, int, Medium | None]
 _SPECS: dict[str, _Spec] = {obis: (key, kind, 0, None) for obis, (key, kind) in MAIN_REGISTERS.items()}
 for _n in range(1, 5):
     for _cde, (_key, _kind) in MBUS_REGISTERS.items():
-        _SPECS[f"0-{_n}:{_cde}"] = (_key, _kind, _n, None)
+        _SPECS[f"0-{_n}:{_cde}"] = (_key or "", _kind, _n, None)
+# Main-meter number registers: the hot path needs only their key.
+_MAIN_NUMBER: dict[str, str] = {
+    obis: key for obis, (key, kind) in MAIN_REGISTERS.items() if kind is Kind.NUMBER
+}
 
 
 def _canonical(obis: str) -> str:
+    """Drop a ``*255`` (value group F) suffix: ``1-0:1.8.1*255`` -> ``1-0:1.8.1``."""
     star = obis.find("*")
     return obis[:star] if star > 0 else obis
 
 
 def _spec_for(obis: str) -> _Spec | None:
     """Spec of a code missing from the table: a ``*255`` suffix, an unknown code."""
-    obis = _canonical(obis)
     known = _SPECS.get(obis)
     if known is not None:
         return known
@@ -231,37 +316,51 @@ def _spec_for(obis: str) -> _Spec | None:
     if dash <= 0 or colon < dash:
         return None
     a, b, cde = obis[:dash], obis[dash + 1 : colon], obis[colon + 1 :]
-    if not (a.isdigit() and b.isdigit()):
+    if not (a.isascii() and a.isdecimal() and b.isascii() and b.isdecimal() and cde):
         return None
-    if a != "0" and a != "1" and cde in MBUS_REGISTERS:
-        key, kind = MBUS_REGISTERS[cde]
-        return key, kind, int(b) or -1, OBIS_A_MEDIUM.get(int(a))
-    if a == "0" and b != "0":
+    mbus = MBUS_REGISTERS.get(cde)
+    if a == "0" and b != "0" and int(b):
+        if mbus is not None:
+            return mbus[0] or "", mbus[1], int(b), None
         return generic_key(f"0-n:{cde}"), Kind.AUTO, int(b), None
+    if a not in {"0", "1"} and int(a) in OBIS_A_MEDIUM:
+        # Medium-coded object (7-0:23.1.0 gas): it belongs to an M-Bus meter.
+        if mbus is not None:
+            return mbus[0] or "", mbus[1], int(b) or -1, OBIS_A_MEDIUM[int(a)]
+        return generic_key(obis), Kind.AUTO, int(b) or -1, OBIS_A_MEDIUM[int(a)]
     return generic_key(obis), Kind.AUTO, 0, None
 
 
 def _decode_hex_id(value: str) -> str:
     """P1 equipment IDs are often ASCII in hex: show the readable form."""
-    if len(value) >= 8 and len(value) % 2 == 0 and _HEX.issuperset(value):
+    if len(value) >= 8 and not len(value) % 2 and value.isascii() and value.isalnum():
         try:
-            text = bytes.fromhex(value).decode("ascii")
-        except UnicodeDecodeError:
+            text = bytes.fromhex(value).decode("latin-1")
+        except ValueError:  # not hex
             return value
-        if text.isprintable() and text.isalnum():
+        if text.isascii() and text.isalnum():
             return text
     return value
 
 
+type _Reading = tuple[str, Decimal | None, str | None, datetime | None]  # obis, value, unit, stamp
+
+
 class _Channel:
-    __slots__ = ("device_type", "equipment_id", "medium", "pending", "registers")
+    """What one telegram said about one M-Bus channel."""
+
+    __slots__ = ("device_type", "equipment_id", "medium", "readings", "registers")
 
     def __init__(self) -> None:
         self.registers: list[Register] = []
-        self.pending: list[tuple[str, list[str]]] = []
+        self.readings: list[_Reading] = []
         self.device_type: int | None = None
         self.equipment_id: str | None = None
         self.medium: Medium | None = None
+
+
+_ID_KEYS = ("equipment_id", "meter_serial", "serial_number", "logical_device_name", "meter_id")
+_ID_KEY_SET = frozenset(_ID_KEYS)
 
 
 def decode_telegram(
@@ -286,41 +385,78 @@ def decode_telegram(
     bang = raw.rfind(b"!")
     if start < 0 or bang < start:
         raise DecodeError("not a P1 telegram: no '/' header or no '!' end")
-    integrity = _check_crc(raw[start:], bang - start)
+    integrity = _check_crc(raw, start, bang)
     text = raw[start : bang + 1].decode("latin-1")
     eol = text.find("\n")
-    header = text[1:eol].strip() if eol > 0 else text[1:].strip()
+    if eol < 0:
+        eol = len(text)
+    header = text[1:eol].strip()
 
     main_regs: list[Register] = []
+    append = main_regs.append
     channels: dict[int, _Channel] = {}
+    ids: dict[str, str] = {}
     version: str | None = None
-    electricity = False
-    last: list[str] | None = None
+    stamp_value: datetime | None = None
+    number_get = _MAIN_NUMBER.get
     spec_get = _SPECS.get
-    number_kind = Kind.NUMBER
+    text_kind = Kind.TEXT
+    time_kind = Kind.TIME
+    s_obis, s_key, s_value, s_unit, s_stamp, s_hist = _REG_SET
 
-    for obis, inner in _LINE.findall(text, eol + 1 if eol > 0 else len(text)):
-        if not obis:
-            # DSMR 2.2/3 gas: the value is on its own line after 0-n:24.3.0
-            if last is not None:
-                last.append(inner)
-            continue
-        spec = spec_get(obis)
-        if spec is not None and spec[1] is number_kind and ")(" not in inner:
-            value_text, star, unit_text = inner.partition("*")
-            if star and value_text:
-                try:
-                    main_regs.append(_reg(obis, spec[0] or "", Decimal(value_text), unit_text or None))
-                    electricity = electricity or obis[0] == "1"
-                    continue
-                except InvalidOperation:
-                    pass
-        groups = inner.split(")(")
+    for code, inner in _LINE.findall(text, eol + 1):
+        reg_key = number_get(code)
+        if reg_key is not None:
+            # The hot path, most lines of every telegram: a known main-meter
+            # number, "(value*unit)" or "(value)".
+            value_text, _, unit_text = inner.partition("*")
+            if value_text.replace(".", "", 1).isdecimal() and ")" not in unit_text:
+                reg = _new(Register)
+                s_obis(reg, code)
+                s_key(reg, reg_key)
+                s_value(reg, Decimal(value_text))
+                s_unit(reg, unit_text or None)
+                s_stamp(reg, None)
+                s_hist(reg, ())
+                append(reg)
+                continue
+        spec = spec_get(code)
+        if spec is not None and not spec[2] and ")" not in inner:
+            kind = spec[1]
+            if kind is text_kind or kind is time_kind:
+                # The next most common: identifiers, messages, the clock.
+                reg_key = spec[0]
+                value: RegisterValue
+                if kind is text_kind:
+                    value = inner or None
+                    if value is not None:
+                        if reg_key in _ID_KEY_SET:
+                            if reg_key not in ids and value.strip():
+                                ids[reg_key] = value.strip()
+                        elif reg_key == "p1_version":
+                            version = value
+                else:
+                    value = parse_timestamp(inner, tz)
+                    if reg_key == "timestamp" and stamp_value is None:
+                        stamp_value = value
+                reg = _new(Register)
+                s_obis(reg, code)
+                s_key(reg, reg_key)
+                s_value(reg, value)
+                s_unit(reg, None)
+                s_stamp(reg, None)
+                s_hist(reg, ())
+                append(reg)
+                continue
         if spec is None:
-            spec = _spec_for(obis)
+            if not code:
+                continue  # a DSMR 2.2/3 continuation line, read with the line before
+            spec = _spec_for(_canonical(code))
             if spec is None:
                 continue
+        obis = _canonical(code)
         reg_key, kind, channel_no, medium_hint = spec
+        groups = inner.split(")(")
         if channel_no:
             if channel_no < 0:  # medium-coded (7-0:23.1.0): join the channel with an ID
                 channel_no = next((n for n, c in sorted(channels.items()) if c.equipment_id), 1)
@@ -329,104 +465,133 @@ def decode_telegram(
                 channel = channels[channel_no] = _Channel()
             if medium_hint is not None and channel.medium is None:
                 channel.medium = medium_hint
-            if obis.endswith("24.3.0"):
-                last = groups
-                channel.pending.append((obis, groups))
+            if kind is Kind.STAMPED:
+                if len(groups) == 6:
+                    # DSMR 2.2/3: (stamp)(00)(60)(1)(obis)(unit), value on the next line.
+                    nxt = _LINE.match(text, text.find("\n", text.find(f"{code}({inner})")) + 1)
+                    if nxt is not None and not nxt.group(1):
+                        groups.append(nxt.group(2))
+                channel.readings.append((obis, *_parse_stamped(groups, tz)))
                 continue
-            value, unit, stamp, history = _parse_value(kind, groups, tz)
+            value, unit_text, stamp, history = _parse_value(kind, groups, tz)
             if reg_key == "device_type" and isinstance(value, Decimal):
                 channel.device_type = int(value)
             elif reg_key == "equipment_id" and isinstance(value, str) and value.strip():
                 channel.equipment_id = value.strip()
-            channel.registers.append(_reg(_canonical(obis), reg_key or "", value, unit, stamp, history))
+            channel.registers.append(_reg(obis, reg_key, value, unit_text, stamp, history))
             continue
-        value, unit, stamp, history = _parse_value(kind, groups, tz)
-        if reg_key == "p1_version" and isinstance(value, str):
+        value, unit_text, stamp, history = _parse_value(kind, groups, tz)
+        if reg_key in _ID_KEY_SET:
+            if isinstance(value, str) and value.strip() and reg_key not in ids:
+                ids[reg_key] = value.strip()
+        elif reg_key == "timestamp":
+            if stamp_value is None and isinstance(value, datetime):
+                stamp_value = value
+        elif reg_key == "p1_version" and isinstance(value, str):
             version = value
-        electricity = electricity or obis[:4] == "1-0:"
-        main_regs.append(_reg(_canonical(obis), reg_key or "", value, unit, stamp, history))
+        append(_reg(obis, reg_key, value, unit_text, stamp, history))
 
-    for channel in channels.values():
-        for obis, groups in channel.pending:
-            value, unit, stamp, _history = _parse_value(Kind.STAMPED, groups, tz)
-            channel.registers.append(_reg(_canonical(obis), "", value, unit, stamp))
-
-    main = _main_meter(header, main_regs, electricity)
+    main = _main_meter(header, main_regs, ids, stamp_value, "\n1-0:" in text)
     meters = [main]
     for number in sorted(channels):
-        sub = _sub_meter(main.id, number, channels[number])
+        channel = channels[number]
+        sub = _sub_meter(main.id, number, channel)
         if sub is not None:
             meters.append(sub)
-    return Frame(
-        protocol=PROTOCOL,
-        integrity=integrity,
-        meters=tuple(meters),
-        raw=raw,
-        header=header,
-        version=version,
-        encrypted=encrypted,
-    )
+    frame = _new(Frame)
+    _FRAME_SET["protocol"](frame, PROTOCOL)
+    _FRAME_SET["integrity"](frame, integrity)
+    _FRAME_SET["meters"](frame, tuple(meters))
+    _FRAME_SET["raw"](frame, raw)
+    _FRAME_SET["header"](frame, header)
+    _FRAME_SET["version"](frame, version)
+    _FRAME_SET["encrypted"](frame, encrypted)
+    return frame
 
 
-_ID_KEYS = ("equipment_id", "meter_serial", "logical_device_name", "meter_id")
+def _split_header(header: str) -> tuple[str | None, str | None]:
+    r"""Manufacturer and model from the identification line ``XXXZ\Wident``.
+
+    ``XXX`` is the manufacturer, ``Z`` the baud rate character, ``\W`` an
+    optional enhanced-mode sequence, the rest the meter's identification.
+    """
+    if len(header) < 5:
+        return None, None
+    model = header[4:]
+    if model[:1] == "\\":
+        model = model[2:]
+    elif model[:1] == "\x02":  # "\2" turned into chr(2) by a Python string literal
+        model = model[1:]
+    return header[:3], model.strip() or None
 
 
-def _main_meter(header: str, regs: list[Register], electricity: bool) -> Meter:
-    by_key = {reg.key: reg for reg in regs}
-    meter_id = None
-    for id_key in _ID_KEYS:
-        reg = by_key.get(id_key)
-        if reg is not None and isinstance(reg.value, str) and reg.value.strip():
-            meter_id = reg.value.strip()
-            break
+def _main_meter(
+    header: str, regs: list[Register], ids: dict[str, str], stamp: datetime | None, electricity: bool
+) -> Meter:
+    meter_id = next((ids[k] for k in _ID_KEYS if k in ids), None)
     if meter_id is None:
         meter_id = header.replace("\\", "").replace("\x02", "")
-    stamp_reg = by_key.get("timestamp")
-    stamp = stamp_reg.value if stamp_reg and isinstance(stamp_reg.value, datetime) else None
-    manufacturer = header[:3] if len(header) >= 5 else None
-    model = header[5:].lstrip("\\\x02") if len(header) > 5 else None
-    return Meter(
-        id=meter_id,
-        medium=Medium.ELECTRICITY if electricity else Medium.UNKNOWN,
-        channel=0,
-        registers=tuple(regs),
-        timestamp=stamp,
-        manufacturer=manufacturer,
-        model=model,
-        serial_number=_decode_hex_id(meter_id),
+    manufacturer, model = _split_header(header)
+    return _meter(
+        meter_id,
+        Medium.ELECTRICITY if electricity else Medium.UNKNOWN,
+        0,
+        tuple(regs),
+        stamp,
+        manufacturer,
+        model,
+        _decode_hex_id(meter_id),
+        None,
     )
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 def _sub_meter(main_id: str, number: int, channel: _Channel) -> Meter | None:
+    """The meter on one M-Bus channel, or None for an empty channel."""
+    readings = channel.readings
     medium = channel.medium
     if channel.device_type is not None:
         medium = MBUS_MEDIUM.get(channel.device_type, medium)
-    readings = [r for r in channel.registers if r.key == ""]
     if medium is None:
-        units = {r.unit for r in readings}
+        units = {unit for _obis, _value, unit, _stamp in readings}
         medium = Medium.HEAT if units & {"GJ", "kWh", "MWh"} else Medium.GAS if readings else Medium.UNKNOWN
-    reading_key = READING_KEY.get(medium, "reading")
-    if len(readings) > 1:
-        # ACE4000 sends the last 24 hourly readings: keep the newest as the
-        # value, all of them as history (oldest first).
-        ordered = sorted(readings, key=lambda r: r.timestamp or datetime.min.replace(tzinfo=UTC))
-        newest = ordered[-1]
-        history = tuple(HistoryEntry(r.timestamp, r.value if isinstance(r.value, Decimal) else None, r.unit) for r in ordered)
-        readings = [Register(newest.obis, reading_key, newest.value, newest.unit, newest.timestamp, history)]
-    else:
-        readings = [
-            Register(r.obis, reading_key, r.value, r.unit, r.timestamp, r.history) for r in readings
-        ]
-    others = [r for r in channel.registers if r.key != ""]
     if not readings and channel.equipment_id is None:
         return None
-    meter_id = channel.equipment_id or f"{main_id}-mbus{number}"
-    return Meter(
-        id=meter_id,
-        medium=medium,
-        channel=number,
-        registers=tuple(others + readings),
-        timestamp=readings[0].timestamp if readings else None,
-        serial_number=_decode_hex_id(meter_id) if channel.equipment_id else None,
-        parent_id=main_id,
+    reading_key = READING_KEY.get(medium, "reading")
+    out = channel.registers
+    if len(readings) == 1:
+        obis, value, unit, stamp = readings[0]
+        out.append(_reg(obis, reading_key, value, unit, stamp))
+        first_stamp = stamp
+    else:
+        # Readings grouped by code: the first code is "the" reading (gas,
+        # water...). A code sent several times (ACE4000: the last 24 hourly
+        # readings) keeps the newest as the value, all of them as history.
+        by_code: dict[str, list[_Reading]] = {}
+        for reading in readings:
+            by_code.setdefault(reading[0], []).append(reading)
+        first_stamp = None
+        for index, (obis, group) in enumerate(by_code.items()):
+            key = reading_key if index == 0 else generic_key(obis.replace(f"0-{number}:", "0-n:", 1))
+            ordered = sorted(group, key=lambda r: r[3] or _EPOCH)
+            _obis, value, unit, stamp = ordered[-1]
+            history = tuple(_entry(s, v, u, None) for _o, v, u, s in ordered) if len(group) > 1 else ()
+            out.append(_reg(obis, key, value, unit, stamp, history))
+            if index == 0:
+                first_stamp = stamp
+    meter_id = channel.equipment_id
+    if meter_id is None or meter_id == main_id:
+        meter_id = f"{main_id}-mbus{number}"
+    return _meter(
+        meter_id,
+        medium,
+        number,
+        tuple(out),
+        first_stamp,
+        None,
+        None,
+        _decode_hex_id(meter_id) if channel.equipment_id else None,
+        main_id,
     )

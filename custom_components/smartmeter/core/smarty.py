@@ -94,8 +94,8 @@ def decrypt_frame(
         except InvalidTag as err:
             raise WrongKeyError("the decryption key is wrong (authentication failed)") from err
     # Encrypted only: AES-CTR from counter block 2, plaintext must look like P1.
-    decryptor = Cipher(algorithms.AES(key), modes.CTR(iv + b"\x00\x00\x00\x02")).decryptor()
-    plain = decryptor.update(body) + decryptor.finalize()
+    stream = Cipher(algorithms.AES(key), modes.CTR(iv + b"\x00\x00\x00\x02")).decryptor()
+    plain = stream.update(body) + stream.finalize()
     if not plain.startswith(b"/"):
         raise WrongKeyError("the decryption key is wrong (no telegram after decryption)")
     return plain
