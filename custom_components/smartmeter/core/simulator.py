@@ -48,7 +48,7 @@ from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, TypedDict, Unpack
 from zoneinfo import ZoneInfo
 
 from .crc import crc16_arc
@@ -638,30 +638,39 @@ class SentTelegram:
     fault: Fault | None
 
 
+class SimulatorOptions(TypedDict, total=False):
+    """Options every simulator takes.
+
+    ``interval``: seconds between telegrams (default: the model's, 1 s for
+    DSMR 5, 10 s before). ``speed``: meter-time compression (60: a minute of
+    meter time per second). ``start``: the meter clock at start (default: now).
+    ``key``: encrypt like a Smarty meter. ``faults``: telegram number (from 1)
+    -> :class:`Fault`, or a function of it. ``history``: sent telegrams kept.
+    """
+
+    interval: float | None
+    speed: float
+    start: datetime | None
+    key: bytes | None
+    faults: FaultPlan | None
+    history: int
+
+
 class _Simulator:
     """Renders a telegram every ``interval`` and hands it to :meth:`_emit`."""
 
-    def __init__(
-        self,
-        model: P1TelegramModel | None = None,
-        *,
-        interval: float | None = None,
-        speed: float = 1.0,
-        start: datetime | None = None,
-        key: bytes | None = None,
-        faults: FaultPlan | None = None,
-        history: int = 100,
-    ) -> None:
+    def __init__(self, model: P1TelegramModel | None = None, **options: Unpack[SimulatorOptions]) -> None:
         self.model = model or P1TelegramModel()
+        interval = options.get("interval")
         self.interval = interval if interval is not None else self.model.default_interval
-        if self.interval <= 0 or speed <= 0:
+        self.speed = options.get("speed", 1.0)
+        if self.interval <= 0 or self.speed <= 0:
             raise ValueError("interval and speed must be positive")
-        self.speed = speed
-        self.start_time = start
-        self.key = key
-        self.faults = faults
+        self.start_time = options.get("start")
+        self.key = options.get("key")
+        self.faults = options.get("faults")
         self.sent = 0
-        self.history: deque[SentTelegram] = deque(maxlen=history)
+        self.history: deque[SentTelegram] = deque(maxlen=options.get("history", 100))
         self._task: asyncio.Task[None] | None = None
         self._sent_event = asyncio.Event()
 
@@ -717,7 +726,7 @@ class _Simulator:
         seq = self.sent + 1
         plaintext = self.model.render(now)
         reading = self.model.last
-        assert reading is not None  # noqa: S101 - render() always sets it
+        assert reading is not None  # render() always sets it
         fault = self._fault_for(seq)
         data = plaintext
         if fault is Fault.BAD_CRC:
@@ -771,9 +780,13 @@ class PtySimulator(_Simulator):
     """
 
     def __init__(
-        self, model: P1TelegramModel | None = None, *, link: str | Path | None = None, **kwargs: object
+        self,
+        model: P1TelegramModel | None = None,
+        *,
+        link: str | Path | None = None,
+        **options: Unpack[SimulatorOptions],
     ) -> None:
-        super().__init__(model, **kwargs)  # type: ignore[arg-type]
+        super().__init__(model, **options)
         self.link = Path(link) if link is not None else None
         self._master: int | None = None
         self._slave: int | None = None
@@ -839,9 +852,9 @@ class TcpSimulator(_Simulator):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        **kwargs: object,
+        **options: Unpack[SimulatorOptions],
     ) -> None:
-        super().__init__(model, **kwargs)  # type: ignore[arg-type]
+        super().__init__(model, **options)
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
@@ -932,7 +945,7 @@ async def _main(args: argparse.Namespace) -> None:
 
     template = args.template.read_bytes() if args.template else DEFAULT_TEMPLATE
     model = P1TelegramModel(template, tz=ZoneInfo(args.tz), seed=args.seed, solar_kwp=args.solar_kwp)
-    options: dict[str, object] = {
+    options: SimulatorOptions = {
         "interval": args.interval,
         "speed": args.speed,
         "key": parse_key(args.key) if args.key else None,
