@@ -194,9 +194,11 @@ def test_home_assistant_reads_the_simulated_meter(
         def power_import() -> dict[str, Any] | None:
             for state in client.states():
                 attrs = state["attributes"]
+                entity_id = state["entity_id"]
                 if (
                     attrs.get("device_class") == "power"
-                    and state["entity_id"].endswith("power_import")
+                    and "export" not in entity_id
+                    and "phase" not in entity_id  # the total, not L1/L2/L3
                     and state["state"] not in ("unknown", "unavailable")
                 ):
                     return state
