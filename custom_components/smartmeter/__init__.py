@@ -17,6 +17,7 @@ from .const import (
     CONF_TIME_ZONE,
     CONF_URL,
     DOMAIN,
+    FAILED_SETUPS,
     FIRST_FRAME_TIMEOUT,
     IDLE_TIMEOUT,
 )
@@ -56,6 +57,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -
         key_error = source.key_error
         last_error = source.stats.last_error or "no data"
         await coordinator.async_stop()
+        # Kept for diagnostics: what the port delivered while setup waited.
+        hass.data.setdefault(FAILED_SETUPS, {})[entry.entry_id] = coordinator
         if key_error is not None:
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN,
@@ -67,18 +70,30 @@ async def async_setup_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -
             translation_key="no_telegram",
             translation_placeholders={"error": last_error},
         )
+    hass.data.get(FAILED_SETUPS, {}).pop(entry.entry_id, None)
     entry.runtime_data = coordinator
     entry.async_on_unload(coordinator.async_stop)
-    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+    options = dict(entry.options)
+
+    async def _async_entry_updated(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> None:
+        """Apply changed options by reloading the entry.
+
+        Flows that change the data (reconfigure, reauth, rediscovery) reload
+        the entry themselves; reloading here as well would open the port twice.
+        """
+        if dict(entry.options) != options:
+            await hass.config_entries.async_reload(entry.entry_id)
+
+    entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
-
-
-async def _async_options_updated(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> None:
-    """Apply changed options by reloading the entry."""
-    await hass.config_entries.async_reload(entry.entry_id)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> bool:
     """Unload the sensors; the port is closed by the unload callback."""
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> None:
+    """Forget the diagnostics of a failed setup of a removed entry."""
+    hass.data.get(FAILED_SETUPS, {}).pop(entry.entry_id, None)

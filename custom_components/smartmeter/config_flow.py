@@ -52,8 +52,8 @@ from .const import (
 )
 from .core.errors import ConnectionFailedError, NoTelegramError
 from .core.models import Frame
-from .core.smarty import parse_key
 from .core.ports import port_label, serial_by_id
+from .core.smarty import parse_key
 from .core.source import ProbeResult, probe
 from .entity import MEDIUM_NAMES
 
@@ -74,16 +74,13 @@ _SAMPLE_KEYS = (
 )
 
 
-class CannotConnect(Exception):
-    """The port could not be opened."""
-
-
 def _sample(frame: Frame) -> str:
-    lines = []
-    for meter in frame.meters:
-        for reg in meter.registers:
-            if reg.key in _SAMPLE_KEYS and isinstance(reg.value, Decimal):
-                lines.append(f"{reg.key.replace('_', ' ')}: {reg.value} {reg.unit or ''}".rstrip())
+    lines = [
+        f"{reg.key.replace('_', ' ')}: {reg.value} {reg.unit or ''}".rstrip()
+        for meter in frame.meters
+        for reg in meter.registers
+        if reg.key in _SAMPLE_KEYS and isinstance(reg.value, Decimal)
+    ]
     return ", ".join(lines[:6]) or "-"
 
 
@@ -91,6 +88,14 @@ def _title(frame: Frame) -> str:
     main = frame.main
     assert main is not None  # a decoded frame always has a main meter
     return f"{MEDIUM_NAMES[main.medium]} {main.serial_number or main.id}"
+
+
+def _valid_time_zone(zone: str) -> bool:
+    """Whether ``zone`` names an IANA time zone (a path-like name is not one)."""
+    try:
+        return dt_util.get_time_zone(zone) is not None
+    except ValueError:
+        return False
 
 
 class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
@@ -289,7 +294,9 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         for entry in self._async_current_entries(include_ignore=False):
             if entry.data.get(CONF_URL) in (url, discovery_info.device):
                 return self.async_abort(reason="already_configured")
-        await self.async_set_unique_id(f"usb_{discovery_info.vid}_{discovery_info.pid}_{discovery_info.serial_number}")
+        await self.async_set_unique_id(
+            f"usb_{discovery_info.vid}_{discovery_info.pid}_{discovery_info.serial_number}"
+        )
         self._abort_if_unique_id_configured()
         try:
             result = await self._async_probe(url, None)
@@ -316,7 +323,8 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
                 url = await self.hass.async_add_executor_job(serial_by_id, url)
             key = entry.data.get(CONF_KEY)
             result = await self._async_try(url, key, errors)
-            if result is not None and result.frame is None:
+            if errors.pop(CONF_KEY, None) is not None or (result is not None and result.frame is None):
+                # The form has no key field: the stored key does not open these telegrams.
                 errors["base"] = "invalid_key"
             elif result is not None and result.frame is not None:
                 main = result.frame.main
@@ -384,19 +392,32 @@ class SmartMeterOptionsFlow(OptionsFlow):
         """The meter clock's time zone (DSMR timestamps are local time)."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            if dt_util.get_time_zone(user_input[CONF_TIME_ZONE]) is None:
-                errors[CONF_TIME_ZONE] = "invalid_time_zone"
-            else:
-                return self.async_create_entry(data=user_input)
-        zones = sorted({self.hass.config.time_zone, "Europe/Amsterdam", "Europe/Brussels", "Europe/Luxembourg",
-                        "Europe/Stockholm", "Europe/Vienna", "Europe/Budapest", "Europe/Dublin", "UTC"})
+            zone = user_input[CONF_TIME_ZONE].strip()
+            if _valid_time_zone(zone):
+                return self.async_create_entry(data={CONF_TIME_ZONE: zone})
+            errors[CONF_TIME_ZONE] = "invalid_time_zone"
+        zones = sorted(
+            {
+                self.hass.config.time_zone,
+                "Europe/Amsterdam",
+                "Europe/Brussels",
+                "Europe/Luxembourg",
+                "Europe/Stockholm",
+                "Europe/Vienna",
+                "Europe/Budapest",
+                "Europe/Dublin",
+                "UTC",
+            }
+        )
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(
                 vol.Schema(
                     {
                         vol.Required(CONF_TIME_ZONE): SelectSelector(
-                            SelectSelectorConfig(options=zones, custom_value=True, mode=SelectSelectorMode.DROPDOWN)
+                            SelectSelectorConfig(
+                                options=zones, custom_value=True, mode=SelectSelectorMode.DROPDOWN
+                            )
                         )
                     }
                 ),

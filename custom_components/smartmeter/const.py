@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+from homeassistant.util.hass_dict import HassKey
+
+if TYPE_CHECKING:
+    from .coordinator import SmartMeterCoordinator
 
 DOMAIN: Final = "smartmeter"
 LOGGER = logging.getLogger(__package__)
+# The coordinator of an entry's last failed setup, by entry ID (for diagnostics).
+FAILED_SETUPS: HassKey[dict[str, SmartMeterCoordinator]] = HassKey(f"{DOMAIN}_failed_setups")
 
 CONF_URL: Final = "url"
 CONF_BAUDRATE: Final = "baudrate"

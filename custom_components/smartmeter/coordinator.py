@@ -8,8 +8,9 @@ background task and hands each one to the entities with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from homeassistant.config_entries import ConfigEntry
@@ -70,17 +71,24 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
     async def async_stop(self) -> None:
         """Stop reading and release the link."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
+        if task is not None:
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         await self.source.close()
 
     async def _run(self) -> None:
-        async for frame in self.source.frames():
-            self.async_handle_frame(frame)
+        """Hand every frame to the entities; a bug on one frame must not stop the reader."""
+        try:
+            async for frame in self.source.frames():
+                try:
+                    self.async_handle_frame(frame)
+                except Exception:
+                    LOGGER.exception("Error handling a telegram from %s", self.config_entry.title)
+        except Exception:
+            LOGGER.exception("Reading %s stopped", self.config_entry.title)
+            self.last_update_success = False
+            self.async_update_listeners()
 
     @callback
     def async_link_status(self, connected: bool) -> None:
@@ -92,8 +100,25 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
     def async_handle_frame(self, frame: Frame) -> None:
         """Merge one good frame into the meters' state and notify entities."""
         meters = dict(self.data.meters) if self.data is not None else {}
-        for meter in frame.meters:
+        for meter in _unique_meters(frame):
             meters[meter.id] = meter
         self.frames.append(frame.raw)
         self.async_set_updated_data(SmartMeterData(meters=meters, frame=frame))
         self._first.set()
+
+
+def _unique_meters(frame: Frame) -> list[Meter]:
+    """The frame's meters, a sub-meter that repeats an earlier meter's ID renamed by its channel.
+
+    Meters are keyed by ID (devices, unique IDs); a gas meter reporting the
+    electricity meter's ID (seen in anonymised telegrams) must not replace it.
+    """
+    seen: set[str] = set()
+    out: list[Meter] = []
+    for meter in frame.meters:
+        unique = meter
+        if meter.id in seen and meter.parent_id is not None:
+            unique = replace(meter, id=f"{meter.parent_id}-mbus{meter.channel}")
+        seen.add(unique.id)
+        out.append(unique)
+    return out

@@ -10,13 +10,25 @@ import serialx
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_KEY, CONF_METER_ID, CONF_URL
-from .coordinator import SmartMeterConfigEntry
+from .const import CONF_KEY, CONF_METER_ID, CONF_URL, FAILED_SETUPS
+from .coordinator import SmartMeterConfigEntry, SmartMeterCoordinator
+from .core.models import Meter
 
 REDACTED = "**REDACTED**"
 TO_REDACT = {CONF_KEY, CONF_METER_ID, "id", "serial_number", "parent_id", "unique_id"}
+# Registers that hold an equipment identifier (shown only redacted, as the meter's ID).
+_ID_KEYS = frozenset({"equipment_id", "meter_serial", "logical_device_name", "meter_id"})
 # P1 lines that carry equipment identifiers: 0-0:96.1.1, 0-n:96.1.0, 0-0:42.0.0, 1-0:0.0.0
 _ID_LINE = re.compile(r"^(\d+-\d+:(?:96\.1\.[01]|42\.0\.0|0\.0\.0)(?:\*\d+)?)\([^)]*\)", re.MULTILINE)
+
+
+# user:password@ in a URL (serialx redacts secret query parameters itself).
+_USERINFO = re.compile(r"(?<=://)[^/@?#]*@")
+
+
+def redact_url(url: str) -> str:
+    """A port or bridge URL without secrets."""
+    return _USERINFO.sub(f"{REDACTED}@", serialx.redact_uri(url))
 
 
 def redact_telegram(raw: bytes) -> str:
@@ -27,36 +39,43 @@ def redact_telegram(raw: bytes) -> str:
     return _ID_LINE.sub(lambda m: f"{m.group(1)}({REDACTED})", text)
 
 
+def _meter(meter: Meter) -> dict[str, Any]:
+    return {
+        "id": meter.id,
+        "serial_number": meter.serial_number,
+        "parent_id": meter.parent_id,
+        "medium": meter.medium.value,
+        "channel": meter.channel,
+        "manufacturer": meter.manufacturer,
+        "model": meter.model,
+        "registers": {
+            reg.key: {"obis": reg.obis, "value": str(reg.value), "unit": reg.unit}
+            for reg in meter.registers
+            if reg.key not in _ID_KEYS
+        },
+    }
+
+
 async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: SmartMeterConfigEntry
 ) -> dict[str, Any]:
-    """Return diagnostics for a config entry."""
-    coordinator = entry.runtime_data
-    source = coordinator.source
-    meters: list[dict[str, Any]] = []
-    if coordinator.data is not None:
-        for meter in coordinator.data.meters.values():
-            meters.append(
-                {
-                    "id": meter.id,
-                    "serial_number": meter.serial_number,
-                    "parent_id": meter.parent_id,
-                    "medium": meter.medium.value,
-                    "channel": meter.channel,
-                    "manufacturer": meter.manufacturer,
-                    "model": meter.model,
-                    "registers": {
-                        reg.key: {"obis": reg.obis, "value": str(reg.value), "unit": reg.unit}
-                        for reg in meter.registers
-                        if reg.key not in ("equipment_id", "meter_serial", "logical_device_name", "meter_id")
-                    },
-                }
-            )
+    """Return diagnostics for a config entry, also while its setup waits for the meter."""
     data = dict(entry.data)
-    data[CONF_URL] = serialx.redact_uri(data[CONF_URL])
-    return {
+    data[CONF_URL] = redact_url(data[CONF_URL])
+    coordinator: SmartMeterCoordinator | None = getattr(entry, "runtime_data", None)
+    if coordinator is None:
+        # Not loaded: what the last failed setup attempt received, if any.
+        coordinator = hass.data.get(FAILED_SETUPS, {}).get(entry.entry_id)
+    diagnostics: dict[str, Any] = {
         "entry": async_redact_data(data, TO_REDACT),
         "options": dict(entry.options),
+        "state": entry.state.value,
+    }
+    if coordinator is None:
+        return diagnostics
+    source = coordinator.source
+    meters = [_meter(meter) for meter in coordinator.data.meters.values()] if coordinator.data else []
+    return diagnostics | {
         "connected": coordinator.connected,
         "link": source.stats.as_dict(),
         "meters": async_redact_data(meters, TO_REDACT),

@@ -68,11 +68,11 @@ class SmartMeterEntity(CoordinatorEntity[SmartMeterCoordinator]):
         self._attr_device_info = device_info(meter)
 
     @property
-    def meter(self) -> Meter | None:
-        """The meter's latest state."""
-        return self.coordinator.data.meters.get(self.meter_id)
+    def meter(self) -> Meter:
+        """The meter's latest state (meters stay known once seen)."""
+        return self.coordinator.data.meters[self.meter_id]
 
     @property
     def available(self) -> bool:
         """Available while the link delivers telegrams."""
-        return super().available and self.coordinator.connected and self.meter is not None
+        return super().available and self.coordinator.connected

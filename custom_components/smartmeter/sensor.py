@@ -13,6 +13,7 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass,
 )
+from homeassistant.components.sensor.const import DEVICE_CLASS_UNITS
 from homeassistant.const import (
     EntityCategory,
     UnitOfElectricCurrent,
@@ -52,6 +53,20 @@ UNITS: dict[str, str] = {
     "varh": "varh",
 }
 
+# The device class a stated unit implies, for a register whose unit does not
+# fit its description (an ACE4000 states its power threshold in A).
+UNIT_DEVICE_CLASSES: dict[str, SensorDeviceClass] = {
+    UnitOfElectricCurrent.AMPERE: SensorDeviceClass.CURRENT,
+    UnitOfElectricPotential.VOLT: SensorDeviceClass.VOLTAGE,
+    UnitOfPower.WATT: SensorDeviceClass.POWER,
+    UnitOfPower.KILO_WATT: SensorDeviceClass.POWER,
+    UnitOfEnergy.WATT_HOUR: SensorDeviceClass.ENERGY,
+    UnitOfEnergy.KILO_WATT_HOUR: SensorDeviceClass.ENERGY,
+    UnitOfEnergy.MEGA_WATT_HOUR: SensorDeviceClass.ENERGY,
+    UnitOfEnergy.GIGA_JOULE: SensorDeviceClass.ENERGY,
+    UnitOfFrequency.HERTZ: SensorDeviceClass.FREQUENCY,
+}
+
 # A meter-stamped reading older than this is a placeholder ("700101000000").
 _EPOCH_YEAR = 2000
 
@@ -67,6 +82,13 @@ def _reading(reg: Register | None) -> Decimal | None:
     if reg is None or reg.timestamp is None or reg.timestamp.year < _EPOCH_YEAR:
         return None
     return _number(reg)
+
+
+def _reading_time(reg: Register | None) -> datetime | None:
+    """When the meter took the reading (only for a reading that counts)."""
+    if reg is None or _reading(reg) is None:
+        return None
+    return reg.timestamp
 
 
 def _mean_history(reg: Register | None) -> Decimal | None:
@@ -103,7 +125,6 @@ class SmartMeterSensorEntityDescription(SensorEntityDescription):
     """Describes a sensor for one register key."""
 
     value_fn: ValueFn = _number
-    has_fn: Callable[[Meter], bool] | None = None
     register_key: str | None = None
 
     @property
@@ -216,7 +237,9 @@ def _descriptions() -> tuple[SmartMeterSensorEntityDescription, ...]:
     out.append(_power("power_absolute"))
     for phase in (1, 2, 3):
         out.append(
-            _measure(f"voltage_l{phase}", SensorDeviceClass.VOLTAGE, UnitOfElectricPotential.VOLT, precision=1)
+            _measure(
+                f"voltage_l{phase}", SensorDeviceClass.VOLTAGE, UnitOfElectricPotential.VOLT, precision=1
+            )
         )
         out.append(_measure(f"current_l{phase}", SensorDeviceClass.CURRENT, UnitOfElectricCurrent.AMPERE))
         out.append(_measure(f"power_factor_l{phase}", SensorDeviceClass.POWER_FACTOR, None, enabled=False))
@@ -233,7 +256,9 @@ def _descriptions() -> tuple[SmartMeterSensorEntityDescription, ...]:
     out.append(_measure("power_factor", SensorDeviceClass.POWER_FACTOR, None, enabled=False))
     out.append(_measure("frequency", SensorDeviceClass.FREQUENCY, UnitOfFrequency.HERTZ, enabled=False))
     out.append(
-        SmartMeterSensorEntityDescription(key="active_tariff", translation_key="active_tariff", value_fn=_integer)
+        SmartMeterSensorEntityDescription(
+            key="active_tariff", translation_key="active_tariff", value_fn=_integer
+        )
     )
     # Belgian capacity tariff: average demand of the running quarter-hour, the
     # month's peak and the peaks of the last 13 months.
@@ -252,7 +277,10 @@ def _descriptions() -> tuple[SmartMeterSensorEntityDescription, ...]:
     out.append(_diagnostic("long_power_failures", state_class=SensorStateClass.TOTAL_INCREASING))
     out.append(
         _diagnostic(
-            "power_threshold", value_fn=_number, device_class=SensorDeviceClass.POWER, unit=UnitOfPower.KILO_WATT
+            "power_threshold",
+            value_fn=_number,
+            device_class=SensorDeviceClass.POWER,
+            unit=UnitOfPower.KILO_WATT,
         )
     )
     out.append(_diagnostic("breaker_state"))
@@ -265,17 +293,17 @@ def _descriptions() -> tuple[SmartMeterSensorEntityDescription, ...]:
     out.append(_meter_reading("hot_water", SensorDeviceClass.WATER, UnitOfVolume.CUBIC_METERS))
     out.append(_meter_reading("heat", SensorDeviceClass.ENERGY, UnitOfEnergy.GIGA_JOULE))
     out.append(_meter_reading("cooling", SensorDeviceClass.ENERGY, UnitOfEnergy.GIGA_JOULE))
-    for medium in ("gas", "water", "hot_water", "heat", "cooling"):
-        out.append(
-            SmartMeterSensorEntityDescription(
-                key=f"{medium}_reading_time",
-                translation_key="reading_time",
-                register_key=medium,
-                device_class=SensorDeviceClass.TIMESTAMP,
-                entity_category=EntityCategory.DIAGNOSTIC,
-                value_fn=lambda reg: reg.timestamp if _reading(reg) is not None and reg else None,
-            )
+    out.extend(
+        SmartMeterSensorEntityDescription(
+            key=f"{medium}_reading_time",
+            translation_key="reading_time",
+            register_key=medium,
+            device_class=SensorDeviceClass.TIMESTAMP,
+            entity_category=EntityCategory.DIAGNOSTIC,
+            value_fn=_reading_time,
         )
+        for medium in ("gas", "water", "hot_water", "heat", "cooling")
+    )
     out.append(_diagnostic("valve_position"))
     return tuple(out)
 
@@ -283,10 +311,8 @@ def _descriptions() -> tuple[SmartMeterSensorEntityDescription, ...]:
 SENSORS: tuple[SmartMeterSensorEntityDescription, ...] = _descriptions()
 
 
-def _has(description: SmartMeterSensorEntityDescription, meter: Meter) -> bool:
-    if description.has_fn is not None:
-        return description.has_fn(meter)
-    return description.value_fn(meter.register(description.source_key)) is not None
+def _has(description: SmartMeterSensorEntityDescription, registers: dict[str, Register]) -> bool:
+    return description.value_fn(registers.get(description.source_key)) is not None
 
 
 async def async_setup_entry(
@@ -297,18 +323,17 @@ async def async_setup_entry(
     """Add sensors for the registers seen so far, and for new ones as they appear."""
     coordinator = entry.runtime_data
     known: set[str] = set()
-    seen: dict[str, int] = {}
 
     @callback
     def _add_new() -> None:
+        # Checked on every telegram: a register can appear, or get its first
+        # real value (a gas reading stamped "no value" until the meter syncs).
         new: list[SmartMeterSensor] = []
         for meter in coordinator.data.meters.values():
-            if seen.get(meter.id) == len(meter.registers):
-                continue
-            seen[meter.id] = len(meter.registers)
+            registers = meter.values
             for description in SENSORS:
                 unique_id = f"{meter.id}_{description.key}"
-                if unique_id in known or not _has(description, meter):
+                if unique_id in known or not _has(description, registers):
                     continue
                 known.add(unique_id)
                 new.append(SmartMeterSensor(coordinator, meter, description))
@@ -342,11 +367,13 @@ class SmartMeterSensor(SmartMeterEntity, SensorEntity):
             and (unit := UNITS.get(register.unit.lower())) is not None
         ):
             self._attr_native_unit_of_measurement = unit
+            device_class = description.device_class
+            if device_class is not None and unit not in DEVICE_CLASS_UNITS.get(device_class, {unit}):
+                # The meter measures something else than the description assumes.
+                self._attr_device_class = UNIT_DEVICE_CLASSES.get(unit)
+                self._attr_suggested_unit_of_measurement = None
 
     @property
     def native_value(self) -> StateType | Decimal | datetime:
         """The register's latest value."""
-        meter = self.meter
-        if meter is None:
-            return None
-        return self.entity_description.value_fn(meter.register(self.entity_description.source_key))
+        return self.entity_description.value_fn(self.meter.register(self.entity_description.source_key))
