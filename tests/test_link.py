@@ -1,0 +1,161 @@
+"""Real links: a pty and a TCP socket on 127.0.0.1, drops, reconnects and damaged telegrams.
+
+Whatever the link delivers, no value from a damaged telegram may reach an
+entity, and the log stays quiet: one warning when the link goes down, one
+info line when it comes back, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from unittest.mock import patch
+
+import pytest
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import STATE_UNAVAILABLE
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.helpers.event import async_track_state_change_event
+
+from custom_components.smartmeter.core.source import Backoff
+from tests.common import (
+    AM550,
+    TcpMeter,
+    corpus_telegram,
+    loaded_entry,
+    meter_id,
+    mock_entry,
+    replace_value,
+    state_of,
+    unload,
+    wait_for,
+)
+
+ENERGY = "sensor.electricity_meter_energy_import_tariff_1"
+GAS = "sensor.gas_meter_m_bus_2_gas_consumption"
+GOOD = b"(002130.115*kWh)"
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff() -> Generator[None]:
+    """Reconnect after 20 ms instead of seconds."""
+    with patch.object(Backoff, "next_delay", lambda self: 0.02):
+        yield
+
+
+def _record(hass: HomeAssistant, entity_ids: list[str]) -> list[str | None]:
+    """Every state the entities take from now on."""
+    seen: list[str | None] = []
+
+    @callback
+    def _changed(event: Event[EventStateChangedData]) -> None:
+        new = event.data["new_state"]
+        seen.append(new.state if new is not None else None)
+
+    async_track_state_change_event(hass, entity_ids, _changed)
+    return seen
+
+
+def _problems(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """Records of ours or Home Assistant's at WARNING or above (the custom-integration notice aside)."""
+    return [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "custom integration" not in r.getMessage()
+    ]
+
+
+def _assert_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert "Traceback" not in caplog.text
+
+
+async def test_pty_stream_damaged_telegrams(hass: HomeAssistant, caplog: pytest.LogCaptureFixture) -> None:
+    """Garbage, truncated and bad-CRC telegrams between good ones: counted, never shown."""
+    good = corpus_telegram(AM550)
+    newer = replace_value(good, GOOD, b"(002131.000*kWh)", fix_crc=True)
+    forged = replace_value(good, GOOD, b"(009999.999*kWh)", fix_crc=False)  # CRC no longer matches
+    forged_gas = replace_value(good, b"(00246.138*m3)", b"(99999.999*m3)", fix_crc=False)
+    garbage = bytes(range(0x80, 0x100)) + b"\x00\xff garbage \r\n"
+    truncated = good[: len(good) // 2]  # the cable was pulled mid-telegram
+    stream = [good, garbage, forged, truncated, forged_gas, newer, truncated + forged, good]
+
+    async with loaded_entry(hass, [good]) as (entry, pty):
+        assert entry.state is ConfigEntryState.LOADED
+        energy = _record(hass, [ENERGY])
+        gas = _record(hass, [GAS])
+        caplog.clear()
+        stats = entry.runtime_data.source.stats
+        pty.set_telegrams(stream)
+        await wait_for(lambda: stats.frames_bad_checksum >= 6 and "2131.000" in energy)
+        await hass.async_block_till_done()
+
+        assert stats.bytes_discarded > 0
+        assert stats.frames_undecodable + stats.frames_bad_checksum >= 6
+        assert "9999.999" not in energy
+        assert "99999.999" not in gas
+        assert set(energy) <= {"2130.115", "2131.000"}
+        assert set(gas) <= {"246.138"}
+        assert STATE_UNAVAILABLE not in energy
+        assert _problems(caplog) == []
+        _assert_no_traceback(caplog)
+
+
+@pytest.mark.usefixtures("socket_enabled")
+async def test_tcp_bridge_stream_and_reconnect(hass: HomeAssistant, caplog: pytest.LogCaptureFixture) -> None:
+    """A network bridge that drops the connection and refuses for a while: unavailable, then back."""
+    good = corpus_telegram(AM550)
+    async with TcpMeter([good]) as bridge:
+        entry = mock_entry(bridge.url, meter_id(good))
+        entry.add_to_hass(hass)
+        await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.LOADED
+        assert state_of(hass, ENERGY).state == "2130.115"
+        source = entry.runtime_data.source
+        states = _record(hass, [ENERGY])
+        caplog.clear()
+
+        # The bridge restarts: the connection drops and nothing listens for a while.
+        await bridge.stop()
+        await wait_for(lambda: state_of(hass, ENERGY).state == STATE_UNAVAILABLE)
+        await wait_for(lambda: source.stats.disconnects >= 3)  # it keeps retrying, quietly
+
+        bridge.telegrams = [replace_value(good, GOOD, b"(002130.200*kWh)", fix_crc=True)]
+        await bridge.start()
+        await wait_for(lambda: state_of(hass, ENERGY).state == "2130.200")
+        assert source.connected
+        assert bridge.connections >= 2
+        assert states[0] == STATE_UNAVAILABLE
+        assert states[-1] == "2130.200"
+
+        # A dropped connection while the server keeps listening reconnects at once.
+        await bridge.drop_clients()
+        await wait_for(lambda: source.stats.connects >= 3 and source.connected)
+
+        warnings = [r for r in _problems(caplog) if r.levelno == logging.WARNING]
+        assert len(warnings) == 2  # down twice, once per outage
+        assert all("Lost connection" in r.getMessage() for r in warnings)
+        restored = [r for r in caplog.records if r.levelno == logging.INFO and "restored" in r.getMessage()]
+        assert len(restored) == 2
+        _assert_no_traceback(caplog)
+        await unload(hass, entry)
+    assert not source.connected
+
+
+async def test_pty_meter_goes_quiet(hass: HomeAssistant, caplog: pytest.LogCaptureFixture) -> None:
+    """A meter that stops sending: after the idle timeout the link counts as down, then recovers."""
+    good = corpus_telegram(AM550)
+    with patch("custom_components.smartmeter.IDLE_TIMEOUT", 0.3):
+        async with loaded_entry(hass, [good]) as (entry, pty):
+            caplog.clear()
+            pty.set_telegrams([])
+            await wait_for(lambda: state_of(hass, ENERGY).state == STATE_UNAVAILABLE)
+            pty.set_telegrams([good])
+            await wait_for(lambda: state_of(hass, ENERGY).state == "2130.115")
+            assert entry.runtime_data.source.stats.disconnects >= 1
+    warnings = [r for r in _problems(caplog) if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "no data" in warnings[0].getMessage()
+    _assert_no_traceback(caplog)
