@@ -5,10 +5,13 @@ It finds plain telegrams (``/`` ... ``!CRC\r\n``) and Smarty encrypted frames
 truncated frame or a link that starts mid-telegram. Whatever it throws away is
 counted in ``discarded``; it never raises.
 
-A plain telegram ends at the line end after its ``!`` and up to four CRC hex
-digits. With all four digits in, the frame is complete: it is returned at once
-rather than when the line end arrives (some meters send none), and the line end
-that follows is then skipped without counting it as discarded.
+A plain telegram ends at a ``!`` that starts a line, followed by up to four CRC
+hex digits and the line end; a ``!`` anywhere else, or one followed by anything
+else (a corrupted byte), is not an end. With all four digits in, the frame is
+complete: it is returned at once rather than when the line end arrives (some
+meters send none), and the line end that follows is skipped without counting
+it as discarded. An identification line (``/`` and three letters) inside a
+telegram means the one before was cut off: scanning restarts there.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ import re
 from .smarty import frame_length
 
 MAX_TELEGRAM = 16384
-# In a plain telegram: its end '!', a byte no telegram contains, or a new start.
-_SCAN = re.compile(rb"[!\x80-\xff]|\n/")
+# In a plain telegram: an end ("!" at a line start), a byte no telegram
+# contains, or the identification line of a new telegram.
+_SCAN = re.compile(rb"[\r\n]!|[\x80-\xff]|/[A-Za-z]{3}")
 _START = re.compile(rb"/|\xdb\x08")
-_HEXDIGITS = b"0123456789abcdefABCDEF"
+# After the "!": up to four CRC digits, then the line end (or a new telegram).
+_CRC_END = re.compile(rb"[0-9A-Fa-f]{0,4}(?:\r\n|\r|\n|(?=/))")
+_CRC_DIGITS = re.compile(rb"[0-9A-Fa-f]{0,4}")
 _CR, _LF, _GLO_CIPHER = 0x0D, 0x0A, 0xDB
 
 
@@ -98,39 +104,33 @@ class P1Framer:
         ``None`` while more bytes are needed, ``0`` when bytes were dropped
         (a cut-off telegram or garbage) and scanning should start over.
         """
-        match = _SCAN.search(buf, self._scanned)
-        if match is None:
-            if len(buf) > MAX_TELEGRAM:
-                self._drop(len(buf))
-            else:
-                self._scanned = max(1, len(buf) - 1)  # "\n/" may straddle the next feed
-            return None
-        token = match.group()
-        if token == b"\n/":
-            self._drop(match.start() + 1)  # cut-off telegram: restart at the new '/'
-            return 0
-        if token != b"!":
-            self._drop(match.start())  # binary garbage: not a telegram
-            return 0
-        bang = match.start()
-        end = bang + 1
-        size = len(buf)
-        while end < size and end - bang <= 4 and buf[end] in _HEXDIGITS:
-            end += 1
-        if end - bang == 5:  # "!" and four CRC digits: complete, with what is here of its CR LF
-            if end < size and buf[end] == _CR:
-                end += 1
-            if end < size and buf[end] == _LF:
-                end += 1
-            self._skip_eol = buf[end - 1] != _LF
-            return end
-        self._scanned = bang  # the end is known; wait for the rest of its line
-        if end == size:
-            return None  # more CRC digits or the line end may follow
-        if buf[end] == _CR:
-            if end + 1 == size:
+        pos = self._scanned
+        while True:
+            match = _SCAN.search(buf, pos)
+            if match is None:
+                if len(buf) > MAX_TELEGRAM:
+                    self._drop(len(buf))
+                else:
+                    self._scanned = max(1, len(buf) - 3)  # a token may straddle the next feed
                 return None
-            end += 1
-        if buf[end] == _LF:
-            end += 1
-        return end
+            token = match.group()
+            if token[0] == 0x2F:  # "/XYZ": a new telegram; the one before was cut off
+                self._drop(match.start())
+                return 0
+            if token[-1] != 0x21:  # binary garbage: not a telegram
+                self._drop(match.start())
+                return 0
+            bang = match.start() + 1
+            end = _CRC_END.match(buf, bang + 1)
+            if end is not None:
+                self._skip_eol = buf[end.end() - 1] == _CR  # its LF may still come
+                return end.end()
+            digits = _CRC_DIGITS.match(buf, bang + 1)
+            stop = digits.end() if digits else bang + 1
+            if stop - bang == 5:  # "!" and four CRC digits: complete, its line end may follow
+                self._skip_eol = True
+                return stop
+            if stop == len(buf) or (buf[stop] == _CR and stop + 1 == len(buf)):
+                self._scanned = match.start()  # wait for the rest of the CRC line
+                return None
+            pos = bang  # a "!" followed by something else: not the end

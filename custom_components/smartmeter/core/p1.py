@@ -382,9 +382,9 @@ def decode_telegram(
         raw = decrypt_frame(raw, key, tag_length=GCM_TAG)
         encrypted = True
     start = raw.find(b"/")
-    bang = raw.rfind(b"!")
-    if start < 0 or bang < start:
-        raise DecodeError("not a P1 telegram: no '/' header or no '!' end")
+    bang = max(raw.rfind(b"\n!"), raw.rfind(b"\r!")) + 1  # the "!" that starts the last line
+    if start < 0 or bang <= start:
+        raise DecodeError("not a P1 telegram: no '/' header or no '!' end line")
     integrity = _check_crc(raw, start, bang)
     text = raw[start : bang + 1].decode("latin-1")
     eol = text.find("\n")
@@ -491,6 +491,8 @@ def decode_telegram(
             version = value
         append(_reg(obis, reg_key, value, unit_text, stamp, history))
 
+    if integrity is Integrity.ABSENT and not main_regs and not channels:
+        raise DecodeError("no data line and no CRC: not a telegram")
     main = _main_meter(header, main_regs, ids, stamp_value, "\n1-0:" in text)
     meters = [main]
     for number in sorted(channels):
