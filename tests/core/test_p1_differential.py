@@ -61,6 +61,7 @@ class Case:
 
     @property
     def id(self) -> str:
+        """Test id: file, specification, how it is fed."""
         return f"{Path(self.path).stem}-{self.spec}{'-encrypted' if self.encrypted else ''}"
 
 
@@ -171,6 +172,7 @@ class Parsed:
 
     @property
     def obis(self) -> str:
+        """The line's OBIS code, without a ``*255`` suffix."""
         code = self.line.split("(", 1)[0]
         return code.split("*", 1)[0]
 
@@ -185,7 +187,7 @@ def _theirs_by_line(case: Case) -> list[Parsed]:
         for line in parser.telegram_specification_regexes[obj["obis_reference"]].findall(text):
             try:
                 result = obj["value_parser"].parse(line)
-            except Exception as err:  # noqa: BLE001 - recorded and asserted on
+            except Exception as err:  # recorded, and asserted on below
                 result = err
             parsed.append(Parsed(obj["value_name"], line, result))
     return parsed
