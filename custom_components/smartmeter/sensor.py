@@ -111,6 +111,21 @@ def _text(reg: Register | None) -> str | None:
     return reg.value[:255]
 
 
+def _message(reg: Register | None) -> str | None:
+    """A P1 text message: sent hex-encoded (``48656C6C6F``), shown as text."""
+    if reg is None or not isinstance(reg.value, str):
+        return None
+    text = reg.value
+    if len(text) % 2 == 0:
+        try:
+            decoded = bytes.fromhex(text).decode("latin-1")
+        except ValueError:
+            decoded = ""
+        if decoded.isprintable() and decoded:
+            text = decoded
+    return text[:255]
+
+
 def _timestamp(reg: Register | None) -> datetime | None:
     if reg is None or not isinstance(reg.value, datetime):
         return None
@@ -284,7 +299,7 @@ def _descriptions() -> tuple[SmartMeterSensorEntityDescription, ...]:
         )
     )
     out.append(_diagnostic("breaker_state"))
-    out.append(_diagnostic("text_message", value_fn=_text))
+    out.append(_diagnostic("text_message", value_fn=_message))
     out.append(_diagnostic("p1_version", value_fn=_text))
     out.append(_diagnostic("timestamp", value_fn=_timestamp, device_class=SensorDeviceClass.TIMESTAMP))
     # Sub-meters on M-Bus channels: the reading, stamped by the meter.
