@@ -16,6 +16,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.service_info.usb import UsbServiceInfo
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.smartmeter.config_flow import CONF_DEVICE, CONF_TRANSPORT
 from custom_components.smartmeter.const import (
@@ -493,7 +494,12 @@ async def test_reconfigure_encrypted_meter_wrong_key(hass: HomeAssistant) -> Non
 
 async def test_reauth(hass: HomeAssistant) -> None:
     """A wrong stored key fails setup with an auth error; the new key reloads the entry."""
-    with patch("custom_components.smartmeter.FIRST_FRAME_TIMEOUT", 0.5):
+    with (
+        patch("custom_components.smartmeter.FIRST_FRAME_TIMEOUT", 0.5),
+        patch(
+            "custom_components.smartmeter.coordinator.IDLE_TIMEOUT", 0.1
+        ),  # the watchdog asks too: one flow
+    ):
         async with loaded_entry(
             hass, [smarty_frame()], key=OTHER_KEY, meter=meter_id(corpus_telegram(SMARTY))
         ) as (
@@ -542,13 +548,16 @@ async def test_options_time_zone(hass: HomeAssistant) -> None:
         assert "Europe/Amsterdam" in zones
         assert hass.config.time_zone in zones
 
-        result = await hass.config_entries.options.async_configure(
-            result["flow_id"], {CONF_TIME_ZONE: "Mars/Olympus_Mons"}
-        )
-        assert result["type"] is FlowResultType.FORM
-        assert result["errors"] == {CONF_TIME_ZONE: "invalid_time_zone"}
+        for bad in ("Mars/Olympus_Mons", "../../etc/passwd", "/etc/localtime", ""):
+            result = await hass.config_entries.options.async_configure(
+                result["flow_id"], {CONF_TIME_ZONE: bad}
+            )
+            assert result["type"] is FlowResultType.FORM
+            assert result["errors"] == {CONF_TIME_ZONE: "invalid_time_zone"}
 
-        result = await hass.config_entries.options.async_configure(result["flow_id"], {CONF_TIME_ZONE: "UTC"})
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"], {CONF_TIME_ZONE: " UTC "}
+        )
         assert result["type"] is FlowResultType.CREATE_ENTRY
         assert entry.options == {CONF_TIME_ZONE: "UTC"}
         await hass.async_block_till_done()
@@ -568,3 +577,69 @@ def entity_registry_enabled_by_default() -> Generator[None]:
         new_callable=PropertyMock,
     ):
         yield
+
+
+@pytest.mark.usefixtures("mock_setup_entry", "socket_enabled")
+async def test_serial_step_accepts_url(hass: HomeAssistant) -> None:
+    """The serial step also takes a serialx URL typed by hand (a bridge, an ESPHome proxy)."""
+    telegram = corpus_telegram(AM550)
+    async with TcpMeter([telegram]) as bridge:
+        with _list_ports():
+            result = await _start_serial(hass)
+            result = await hass.config_entries.flow.async_configure(
+                result["flow_id"], {CONF_DEVICE: bridge.url}
+            )
+        assert result["step_id"] == "confirm"
+        result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_URL] == bridge.url
+
+
+@pytest.mark.usefixtures("socket_enabled")
+async def test_reconfigure_to_network_bridge(hass: HomeAssistant) -> None:
+    """A meter moved from a USB cable to a network bridge keeps its entry."""
+    telegram = corpus_telegram(AM550)
+    entry = mock_entry("/dev/ttyUSB7", meter_id(telegram))
+    entry.add_to_hass(hass)
+    async with TcpMeter([telegram]) as bridge:
+        with _list_ports(), patch("custom_components.smartmeter.async_setup_entry", return_value=True):
+            result = await entry.start_reconfigure_flow(hass)
+            result = await hass.config_entries.flow.async_configure(
+                result["flow_id"], {CONF_DEVICE: f" {bridge.url} "}
+            )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data[CONF_URL] == bridge.url
+
+
+async def test_forms_render_for_the_frontend(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator
+) -> None:
+    """Every form's schema serialises through the HTTP API the frontend uses."""
+    from homeassistant.setup import async_setup_component
+
+    assert await async_setup_component(hass, "config", {})
+    client = await hass_client()
+    steps: dict[str, Any] = {}
+    with _list_ports("/dev/ttyUSB0"):
+        response = await client.post("/api/config/config_entries/flow", json={"handler": DOMAIN})
+        flow = await response.json()
+        for step in ("serial", "network"):
+            response = await client.post(
+                f"/api/config/config_entries/flow/{flow['flow_id']}", json={"next_step_id": step}
+            )
+            assert response.status == 200
+            steps[step] = await response.json()
+            response = await client.post("/api/config/config_entries/flow", json={"handler": DOMAIN})
+            flow = await response.json()
+        entry = mock_entry("/dev/ttyUSB0", "4530303434303037333832323436303139")
+        entry.add_to_hass(hass)
+        response = await client.post(
+            "/api/config/config_entries/options/flow", json={"handler": entry.entry_id}
+        )
+        assert response.status == 200
+        steps["options"] = await response.json()
+    assert [f["name"] for f in steps["serial"]["data_schema"]] == [CONF_DEVICE]
+    assert steps["serial"]["data_schema"][0]["selector"]["select"]["options"][0]["value"] == "/dev/ttyUSB0"
+    assert [f["name"] for f in steps["network"]["data_schema"]] == [CONF_HOST, CONF_PORT, CONF_TRANSPORT]
+    assert steps["options"]["data_schema"][0]["description"] == {"suggested_value": hass.config.time_zone}

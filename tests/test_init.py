@@ -173,6 +173,26 @@ async def test_reader_crash_makes_entities_unavailable(
     assert "Reading Electricity meter stopped" in errors[0].getMessage()
 
 
+async def test_reader_that_ends_goes_stale(hass: HomeAssistant) -> None:
+    """A source that stops yielding frames: the entities go unavailable instead of freezing."""
+    real_frames = P1Source.frames
+
+    async def _two_frames(self: P1Source) -> AsyncIterator[Frame]:
+        count = 0
+        async for frame in real_frames(self):
+            yield frame
+            count += 1
+            if count == 2:
+                return
+
+    with (
+        patch.object(P1Source, "frames", _two_frames),
+        patch("custom_components.smartmeter.coordinator.IDLE_TIMEOUT", 0.2),
+    ):
+        async with loaded_entry(hass, [corpus_telegram(AM550)]) as (_entry, _pty):
+            await wait_for(lambda: state_of(hass, ENERGY).state == STATE_UNAVAILABLE)
+
+
 async def test_unload_twice_is_harmless(hass: HomeAssistant) -> None:
     """Stopping a stopped coordinator does nothing."""
     async with loaded_entry(hass, [corpus_telegram(AM550)]) as (entry, _pty):

@@ -107,6 +107,9 @@ async def test_tcp_bridge_stream_and_reconnect(hass: HomeAssistant, caplog: pyte
     """A network bridge that drops the connection and refuses for a while: unavailable, then back."""
     good = corpus_telegram(AM550)
     async with TcpMeter([good]) as bridge:
+        # The watchdog fires during the outage too, but the source already told: no second warning.
+        watchdog = patch("custom_components.smartmeter.coordinator.IDLE_TIMEOUT", 0.2)
+        watchdog.start()
         entry = mock_entry(bridge.url, meter_id(good))
         entry.add_to_hass(hass)
         await hass.config_entries.async_setup(entry.entry_id)
@@ -141,6 +144,7 @@ async def test_tcp_bridge_stream_and_reconnect(hass: HomeAssistant, caplog: pyte
         assert len(restored) == 2
         _assert_no_traceback(caplog)
         await unload(hass, entry)
+        watchdog.stop()
     assert not source.connected
 
 
@@ -158,4 +162,60 @@ async def test_pty_meter_goes_quiet(hass: HomeAssistant, caplog: pytest.LogCaptu
     warnings = [r for r in _problems(caplog) if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "no data" in warnings[0].getMessage()
+    _assert_no_traceback(caplog)
+
+
+async def test_only_bad_telegrams_make_entities_unavailable(
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A link that stays up but carries only bad-CRC telegrams: old values are not shown as current."""
+    good = corpus_telegram(AM550)
+    forged = replace_value(good, GOOD, b"(009999.999*kWh)", fix_crc=False)
+    with patch("custom_components.smartmeter.coordinator.IDLE_TIMEOUT", 0.4):
+        async with loaded_entry(hass, [good]) as (entry, pty):
+            states = _record(hass, [ENERGY])
+            caplog.clear()
+            pty.set_telegrams([forged])
+            await wait_for(lambda: state_of(hass, ENERGY).state == STATE_UNAVAILABLE)
+            assert entry.runtime_data.source.connected  # the link itself is fine
+            assert not hass.config_entries.flow.async_progress_by_handler("smartmeter")  # no key involved
+            pty.set_telegrams([good])
+            await wait_for(lambda: state_of(hass, ENERGY).state == "2130.115")
+            assert states == [STATE_UNAVAILABLE, "2130.115"]
+    warnings = [r for r in _problems(caplog) if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "No valid telegram" in warnings[0].getMessage()
+    assert "CRC mismatch" in warnings[0].getMessage()
+    assert any(r.levelno == logging.INFO and "Valid telegrams" in r.getMessage() for r in caplog.records)
+    _assert_no_traceback(caplog)
+
+
+async def test_meter_rekeyed_starts_reauth(hass: HomeAssistant, caplog: pytest.LogCaptureFixture) -> None:
+    """A Smarty meter given a new key while running: unavailable, then a reauth flow; the new key fixes it."""
+    from homeassistant.config_entries import SOURCE_REAUTH
+    from homeassistant.data_entry_flow import FlowResultType
+
+    from custom_components.smartmeter.const import CONF_KEY
+    from tests.common import OTHER_KEY, SMARTY, SMARTY_KEY, smarty_frame
+
+    energy = "sensor.electricity_meter_energy_import_total"
+    with (
+        patch("custom_components.smartmeter.coordinator.IDLE_TIMEOUT", 0.4),
+        patch("custom_components.smartmeter.const.PROBE_TIMEOUT", 0.5),
+    ):
+        async with loaded_entry(
+            hass, [smarty_frame()], key=SMARTY_KEY, meter=meter_id(corpus_telegram(SMARTY))
+        ) as (entry, pty):
+            assert state_of(hass, energy).state == "6.695"
+            pty.set_telegrams([smarty_frame(OTHER_KEY)])
+            await wait_for(lambda: bool(hass.config_entries.flow.async_progress_by_handler("smartmeter")))
+            assert state_of(hass, energy).state == STATE_UNAVAILABLE
+            (flow,) = hass.config_entries.flow.async_progress_by_handler("smartmeter")
+            assert flow["context"]["source"] == SOURCE_REAUTH
+            result = await hass.config_entries.flow.async_configure(flow["flow_id"], {CONF_KEY: OTHER_KEY})
+            assert result["type"] is FlowResultType.ABORT
+            assert result["reason"] == "reauth_successful"
+            await hass.async_block_till_done()
+            assert entry.data[CONF_KEY] == OTHER_KEY
+            await wait_for(lambda: state_of(hass, energy).state == "6.695")
     _assert_no_traceback(caplog)

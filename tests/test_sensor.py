@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from decimal import Decimal
 from unittest.mock import PropertyMock, patch
@@ -9,13 +10,13 @@ from unittest.mock import PropertyMock, patch
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
+from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
 
 from custom_components.smartmeter.const import CONF_TIME_ZONE, DOMAIN
-from custom_components.smartmeter.core.models import Frame, Integrity, Medium, Meter, Register
+from custom_components.smartmeter.core.models import Register
 from custom_components.smartmeter.sensor import SENSORS
 from tests.common import (
     AM550,
@@ -100,6 +101,16 @@ def _snapshot_entry(
         assert snapshot(name=f"{identifier[1]}:device-registry") == device_snapshot(device, devices)
 
 
+def _assert_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    """Home Assistant accepted every entity without a complaint (units, device classes, devices)."""
+    complaints = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "custom integration" not in r.getMessage()
+    ]
+    assert complaints == []
+
+
 @pytest.mark.usefixtures("entity_registry_enabled_by_default")
 @pytest.mark.parametrize("sample", VALID_SAMPLES, ids=_sample_id)
 async def test_sensors(
@@ -108,10 +119,12 @@ async def test_sensors(
     entity_registry: er.EntityRegistry,
     device_registry: dr.DeviceRegistry,
     sample: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Every entity and device a real telegram produces, snapshotted."""
     async with loaded_entry(hass, [corpus_telegram(sample)], options=_zone(sample)) as (entry, _pty):
         _snapshot_entry(hass, entry.entry_id, snapshot, entity_registry, device_registry)
+    _assert_quiet(caplog)
 
 
 @pytest.mark.usefixtures("entity_registry_enabled_by_default")
@@ -120,6 +133,7 @@ async def test_sensors_smarty_encrypted(
     snapshot: SnapshotAssertion,
     entity_registry: er.EntityRegistry,
     device_registry: dr.DeviceRegistry,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A Luxembourg Smarty meter: encrypted frames on the wire, decrypted with the entry's key."""
     frame = smarty_frame()
@@ -131,6 +145,7 @@ async def test_sensors_smarty_encrypted(
         _snapshot_entry(hass, entry.entry_id, snapshot, entity_registry, device_registry)
         assert entry.runtime_data.source.stats.frames_decrypt_failed == 0
         assert pty.sent
+    _assert_quiet(caplog)
 
 
 async def test_bad_crc_sample_gives_no_values(hass: HomeAssistant) -> None:
@@ -276,18 +291,23 @@ def test_descriptions_are_unique_and_translated() -> None:
 
 
 def test_value_functions_on_odd_registers() -> None:
-    """Value functions return nothing for registers of the wrong kind."""
+    """Value functions show nothing for registers of the wrong kind, and text messages as text."""
     by_key = {d.key: d for d in SENSORS}
-    text = Register("0-0:96.13.0", "text_message", Decimal(3))
-    assert by_key["text_message"].value_fn(text) is None
-    assert by_key["timestamp"].value_fn(text) is None
-    assert by_key["maximum_demand_history"].value_fn(None) is None
-    assert (
-        by_key["maximum_demand_history"].value_fn(Register("0-0:98.1.0", "maximum_demand_history", 0)) is None
-    )
+    number = Register("0-0:96.13.0", "text_message", Decimal(3))
+    assert by_key["text_message"].value_fn(number) is None
+    assert by_key["timestamp"].value_fn(number) is None
     assert by_key["energy_import_total"].value_fn(Register("1-0:1.8.0", "energy_import_total", "x")) is None
-    assert by_key["gas"].value_fn(Register("0-1:24.2.1", "gas", Decimal(1))) is None
-    meter = Meter("id", Medium.ELECTRICITY)
-    frame = Frame("dsmr", Integrity.VALID, (meter,))
-    assert frame.main is meter
-    assert STATE_UNKNOWN
+    assert by_key["maximum_demand_history"].value_fn(None) is None
+    empty_log = Register("0-0:98.1.0", "maximum_demand_history", 0)
+    assert by_key["maximum_demand_history"].value_fn(empty_log) is None
+    unstamped = Register("0-1:24.2.1", "gas", Decimal(1))
+    assert by_key["gas"].value_fn(unstamped) is None
+    assert by_key["gas_reading_time"].value_fn(unstamped) is None
+
+    message = by_key["text_message"].value_fn
+    assert message(Register("0-0:96.13.0", "text_message", "48656C6C6F206D65746572")) == "Hello meter"
+    assert message(Register("0-0:96.13.0", "text_message", "0102")) == "0102"  # not text once decoded
+    assert message(Register("0-0:96.13.0", "text_message", "Plain words!")) == "Plain words!"
+    assert message(Register("0-0:96.13.0", "text_message", "ABC")) == "ABC"
+    assert message(Register("0-0:96.13.0", "text_message", "41" * 300)) == "A" * 255  # state length limit
+    assert message(Register("0-0:96.13.0", "text_message", "")) == ""
