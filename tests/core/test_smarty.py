@@ -115,17 +115,22 @@ def test_corrupted_byte(position: int) -> None:
 
 def test_frame_length() -> None:
     """The length header in its three forms; None while unknown; -1 for no frame."""
+    title = b"\xdb\x08" + bytes(8)
     assert frame_length(b"") is None
     assert frame_length(b"\xdb") is None
-    assert frame_length(b"\xdb\x08" + bytes(8)) is None
+    assert frame_length(title) is None
     assert frame_length(b"/ISK5") == -1
     assert frame_length(b"\xdb\x07" + bytes(11)) == -1  # system title must be 8 bytes
-    assert frame_length(b"\xdb\x08" + bytes(8) + bytes([0x40]) + bytes(2)) == 11 + 0x40
-    assert frame_length(b"\xdb\x08" + bytes(8) + b"\x81\x90" + bytes(1)) == 12 + 0x90
-    assert frame_length(b"\xdb\x08" + bytes(8) + b"\x82\x02\xba") == 13 + 0x2BA
-    assert frame_length(b"\xdb\x08" + bytes(8) + bytes([5 + GCM_TAG - 1]) + bytes(2)) == -1  # too short
-    assert frame_length(b"\xdb\x08" + bytes(8) + b"\x82\xff\xff") == -1  # too long for P1
-    assert frame_length(b"\xdb\x08" + bytes(8) + b"\x83\x00\x00") == -1
+    assert frame_length(title + b"\x40\x30\x00") == 11 + 0x40
+    assert frame_length(title + b"\x81\x90\x30") == 12 + 0x90
+    assert frame_length(title + b"\x82\x02\xba") == 13 + 0x2BA  # security byte not checked until in
+    assert frame_length(title + b"\x82\x02\xba\x30") == 13 + 0x2BA
+    assert frame_length(title + b"\x82\x02\xba\x20") == 13 + 0x2BA  # encrypted, not authenticated
+    assert frame_length(title + bytes([5 + GCM_TAG - 1, 0x30, 0])) == -1  # too short
+    assert frame_length(title + b"\x82\xff\xff\x30") == -1  # too long for P1
+    assert frame_length(title + b"\x83\x00\x00\x30") == -1
+    for security in (0x00, 0x10, 0x40, 0x70, 0xB0, 0x33):  # not encrypted, broadcast, compressed, suite 3
+        assert frame_length(title + bytes([0x40, security, 0])) == -1, hex(security)
 
 
 def _ctr_frame(plaintext: bytes, key: bytes) -> bytes:

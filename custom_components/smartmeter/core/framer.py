@@ -6,12 +6,11 @@ truncated frame or a link that starts mid-telegram. Whatever it throws away is
 counted in ``discarded``; it never raises.
 
 A plain telegram ends at a ``!`` that starts a line, followed by up to four CRC
-hex digits and the line end; a ``!`` anywhere else, or one followed by anything
-else (a corrupted byte), is not an end. With all four digits in, the frame is
-complete: it is returned at once rather than when the line end arrives (some
-meters send none), and the line end that follows is skipped without counting
-it as discarded. An identification line (``/`` and three letters) inside a
-telegram means the one before was cut off: scanning restarts there.
+hex digits and the line end (or, after four digits, directly the next
+telegram); a ``!`` anywhere else, or one followed by anything else (a corrupted
+byte, a cut-off CRC), is not an end. An
+identification line (``/`` and three letters) inside a telegram means the one
+before was cut off: scanning restarts there.
 """
 
 from __future__ import annotations
@@ -25,23 +24,20 @@ MAX_TELEGRAM = 16384
 # contains, or the identification line of a new telegram.
 _SCAN = re.compile(rb"[\r\n]!|[\x80-\xff]|/[A-Za-z]{3}")
 _START = re.compile(rb"/|\xdb\x08")
-# After the "!": up to four CRC digits, then the line end (or a new telegram).
-_CRC_END = re.compile(rb"[0-9A-Fa-f]{0,4}(?:\r\n|\r|\n|(?=/))")
-_CRC_DIGITS = re.compile(rb"[0-9A-Fa-f]{0,4}")
-_CR, _LF, _GLO_CIPHER = 0x0D, 0x0A, 0xDB
+# After the "!": up to four CRC digits (and blanks), then the line end.
+_CRC_DIGITS = re.compile(rb"[0-9A-Fa-f]{0,4}[ \t]*")
+_CR, _LF, _SLASH, _GLO_CIPHER = 0x0D, 0x0A, 0x2F, 0xDB
 
 
 class P1Framer:
     """Feed bytes in, get complete raw frames out."""
 
-    __slots__ = ("_buf", "_scanned", "_skip_eol", "discarded")
+    __slots__ = ("_buf", "_scanned", "discarded")
 
     def __init__(self) -> None:
         self._buf = bytearray()
         # How far the current plain telegram has been scanned (no end in it yet).
         self._scanned = 1
-        # A frame just ended at its last CRC digit: its CR LF may follow.
-        self._skip_eol = False
         self.discarded = 0
 
     def reset(self) -> None:
@@ -49,7 +45,6 @@ class P1Framer:
         self.discarded += len(self._buf)
         self._buf.clear()
         self._scanned = 1
-        self._skip_eol = False
 
     def _drop(self, count: int) -> None:
         self.discarded += count
@@ -68,12 +63,7 @@ class P1Framer:
         buf += data
         frames: list[bytes] = []
         while buf:
-            if self._skip_eol:
-                if buf[0] == _CR or buf[0] == _LF:
-                    del buf[0]
-                    continue
-                self._skip_eol = False
-            if buf[0] != 0x2F and buf[0] != _GLO_CIPHER:  # not at a '/' or 0xDB
+            if buf[0] != _SLASH and buf[0] != _GLO_CIPHER:
                 start = _START.search(buf)
                 if start is None:
                     # keep a trailing 0xDB: it may begin an encrypted frame
@@ -114,23 +104,23 @@ class P1Framer:
                     self._scanned = max(1, len(buf) - 3)  # a token may straddle the next feed
                 return None
             token = match.group()
-            if token[0] == 0x2F:  # "/XYZ": a new telegram; the one before was cut off
+            if token[0] == _SLASH:  # "/XYZ": a new telegram; the one before was cut off
                 self._drop(match.start())
                 return 0
             if token[-1] != 0x21:  # binary garbage: not a telegram
                 self._drop(match.start())
                 return 0
             bang = match.start() + 1
-            end = _CRC_END.match(buf, bang + 1)
-            if end is not None:
-                self._skip_eol = buf[end.end() - 1] == _CR  # its LF may still come
-                return end.end()
             digits = _CRC_DIGITS.match(buf, bang + 1)
             stop = digits.end() if digits else bang + 1
-            if stop - bang == 5:  # "!" and four CRC digits: complete, its line end may follow
-                self._skip_eol = True
-                return stop
-            if stop == len(buf) or (buf[stop] == _CR and stop + 1 == len(buf)):
+            size = len(buf)
+            if stop == size or (buf[stop] == _CR and stop + 1 == size):
                 self._scanned = match.start()  # wait for the rest of the CRC line
                 return None
+            if buf[stop] == _LF:
+                return stop + 1
+            if buf[stop] == _CR:
+                return stop + 2 if buf[stop + 1] == _LF else stop + 1
+            if buf[stop] == _SLASH and stop - bang == 5:
+                return stop  # a complete CRC, and the next telegram without a line end
             pos = bang  # a "!" followed by something else: not the end
