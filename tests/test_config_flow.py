@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from custom_components.smartmeter.const import (
 from custom_components.smartmeter.core.ports import serial_by_id
 from tests.common import (
     AM550,
+    BAD_CRC,
     FLUVIUS,
     OTHER_KEY,
     SMARTY,
@@ -643,3 +645,39 @@ async def test_forms_render_for_the_frontend(
     assert steps["serial"]["data_schema"][0]["selector"]["select"]["options"][0]["value"] == "/dev/ttyUSB0"
     assert [f["name"] for f in steps["network"]["data_schema"]] == [CONF_HOST, CONF_PORT, CONF_TRANSPORT]
     assert steps["options"]["data_schema"][0]["description"] == {"suggested_value": hass.config.time_zone}
+
+
+@pytest.mark.usefixtures("socket_enabled")
+async def test_network_bridge_hangs_up(hass: HomeAssistant) -> None:
+    """A bridge that accepts the connection and closes it at once cannot connect."""
+
+    async def _hang_up(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(_hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"next_step_id": "network"}
+        )
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_HOST: "127.0.0.1", CONF_PORT: port, CONF_TRANSPORT: "socket"}
+        )
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "cannot_connect"}
+
+
+async def test_serial_port_with_bad_crc_only(hass: HomeAssistant) -> None:
+    """A port whose telegrams all fail their CRC (the corpus' damaged sample) is not accepted."""
+    async with PtyMeter([corpus_telegram(BAD_CRC)]) as pty:
+        with _list_ports():
+            result = await _start_serial(hass)
+            result = await hass.config_entries.flow.async_configure(
+                result["flow_id"], {CONF_DEVICE: pty.path}
+            )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "no_telegram"}

@@ -87,6 +87,24 @@ async def test_setup_retries_when_port_missing(hass: HomeAssistant) -> None:
     assert "cannot open" in (entry.reason or "")
 
 
+async def test_meter_turned_encrypted_asks_for_key(hass: HomeAssistant) -> None:
+    """An entry without a key on a port that now carries encrypted frames: auth error, reauth flow."""
+    from homeassistant.config_entries import SOURCE_REAUTH
+
+    from custom_components.smartmeter.const import DOMAIN
+    from tests.common import SMARTY, smarty_frame
+
+    with patch("custom_components.smartmeter.FIRST_FRAME_TIMEOUT", 0.3):
+        async with loaded_entry(hass, [smarty_frame()], meter=meter_id(corpus_telegram(SMARTY))) as (
+            entry,
+            _pty,
+        ):
+            assert entry.state is ConfigEntryState.SETUP_ERROR
+            assert "decryption key is required" in (entry.reason or "")
+            (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+            assert flow["context"]["source"] == SOURCE_REAUTH
+
+
 async def test_time_zone_option(hass: HomeAssistant) -> None:
     """Meter timestamps are read in the entry's time zone, else Home Assistant's."""
     telegram = corpus_telegram(AM550)

@@ -7,8 +7,9 @@ info line when it comes back, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
 from unittest.mock import patch
 
 import pytest
@@ -17,10 +18,12 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers.event import async_track_state_change_event
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.smartmeter.core.source import Backoff
 from tests.common import (
     AM550,
+    PtyMeter,
     TcpMeter,
     corpus_telegram,
     loaded_entry,
@@ -71,7 +74,31 @@ def _assert_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
     assert "Traceback" not in caplog.text
 
 
-async def test_pty_stream_damaged_telegrams(hass: HomeAssistant, caplog: pytest.LogCaptureFixture) -> None:
+@contextlib.asynccontextmanager
+async def _meter_on(
+    hass: HomeAssistant, link: str, telegrams: list[bytes]
+) -> AsyncIterator[tuple[MockConfigEntry, PtyMeter | TcpMeter]]:
+    """An entry on a meter behind a pty or a TCP bridge on 127.0.0.1."""
+    if link == "pty":
+        async with loaded_entry(hass, telegrams) as (entry, pty):
+            yield entry, pty
+        return
+    async with TcpMeter(telegrams) as bridge:
+        entry = mock_entry(bridge.url, meter_id(telegrams[0]))
+        entry.add_to_hass(hass)
+        await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        try:
+            yield entry, bridge
+        finally:
+            await unload(hass, entry)
+
+
+@pytest.mark.usefixtures("socket_enabled")
+@pytest.mark.parametrize("link", ["pty", "tcp"])
+async def test_stream_with_damaged_telegrams(
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture, link: str
+) -> None:
     """Garbage, truncated and bad-CRC telegrams between good ones: counted, never shown."""
     good = corpus_telegram(AM550)
     newer = replace_value(good, GOOD, b"(002131.000*kWh)", fix_crc=True)
@@ -81,13 +108,13 @@ async def test_pty_stream_damaged_telegrams(hass: HomeAssistant, caplog: pytest.
     truncated = good[: len(good) // 2]  # the cable was pulled mid-telegram
     stream = [good, garbage, forged, truncated, forged_gas, newer, truncated + forged, good]
 
-    async with loaded_entry(hass, [good]) as (entry, pty):
+    async with _meter_on(hass, link, [good]) as (entry, meter):
         assert entry.state is ConfigEntryState.LOADED
         energy = _record(hass, [ENERGY])
         gas = _record(hass, [GAS])
         caplog.clear()
         stats = entry.runtime_data.source.stats
-        pty.set_telegrams(stream)
+        meter.telegrams = stream
         await wait_for(lambda: stats.frames_bad_checksum >= 6 and "2131.000" in energy)
         await hass.async_block_till_done()
 
