@@ -58,7 +58,7 @@ MISSING_PORT = "/dev/ttyDOESNOTEXIST0"
 @pytest.fixture(autouse=True)
 def fast_probe() -> Generator[None]:
     """Listen only briefly per line setting (telegrams arrive every 50 ms here)."""
-    with patch("custom_components.smartmeter.const.PROBE_TIMEOUT", 0.3):
+    with patch("custom_components.smartmeter.const.PROBE_TIMEOUT", 0.4):
         yield
 
 
@@ -496,12 +496,7 @@ async def test_reconfigure_encrypted_meter_wrong_key(hass: HomeAssistant) -> Non
 
 async def test_reauth(hass: HomeAssistant) -> None:
     """A wrong stored key fails setup with an auth error; the new key reloads the entry."""
-    with (
-        patch("custom_components.smartmeter.FIRST_FRAME_TIMEOUT", 0.5),
-        patch(
-            "custom_components.smartmeter.coordinator.IDLE_TIMEOUT", 0.1
-        ),  # the watchdog asks too: one flow
-    ):
+    with patch("custom_components.smartmeter.FIRST_FRAME_TIMEOUT", 0.5):
         async with loaded_entry(
             hass, [smarty_frame()], key=OTHER_KEY, meter=meter_id(corpus_telegram(SMARTY))
         ) as (

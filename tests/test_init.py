@@ -13,7 +13,7 @@ from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 
-from custom_components.smartmeter.const import CONF_TIME_ZONE
+from custom_components.smartmeter.const import CONF_TIME_ZONE, FAILED_SETUPS
 from custom_components.smartmeter.core.models import Frame
 from custom_components.smartmeter.core.source import P1Source
 from tests.common import (
@@ -74,6 +74,24 @@ async def test_setup_retries_without_telegram(hass: HomeAssistant) -> None:
             await hass.async_block_till_done()
         assert entry.state is ConfigEntryState.SETUP_RETRY
         assert "no data" in (entry.reason or "")
+
+
+async def test_watchdog_before_first_telegram(hass: HomeAssistant, caplog: pytest.LogCaptureFixture) -> None:
+    """The watchdog may fire while setup still waits: it neither warns nor touches entities."""
+    async with PtyMeter([]) as meter:
+        entry = mock_entry(meter.path, "4530303434303037333832323436303139")
+        entry.add_to_hass(hass)
+        with (
+            patch("custom_components.smartmeter.FIRST_FRAME_TIMEOUT", 0.3),
+            patch("custom_components.smartmeter.coordinator.IDLE_TIMEOUT", 0.05),
+        ):
+            await hass.config_entries.async_setup(entry.entry_id)
+            await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.SETUP_RETRY
+        assert hass.data[FAILED_SETUPS][entry.entry_id].stale
+    assert not [
+        r for r in caplog.records if r.name.startswith("custom_components") and r.levelno >= logging.WARNING
+    ]
 
 
 async def test_setup_retries_when_port_missing(hass: HomeAssistant) -> None:
