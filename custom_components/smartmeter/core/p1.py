@@ -18,6 +18,7 @@ frozen dataclasses are filled through their slot descriptors rather than their
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -41,8 +42,18 @@ PROTOCOL = "dsmr"
 DEFAULT_TZ = ZoneInfo("Europe/Amsterdam")
 
 _new = object.__new__
-_REG_SET = tuple(Register.__dict__[name].__set__ for name in Register.__slots__)
-_HIST_SET = tuple(HistoryEntry.__dict__[name].__set__ for name in HistoryEntry.__slots__)
+
+
+def _setters(cls: type) -> tuple[Any, ...]:
+    """The slot descriptors' setters of a frozen slotted dataclass, in field order.
+
+    Filling the slots through them builds an instance about twice as fast as the
+    dataclass ``__init__``, which goes through ``object.__setattr__`` per field.
+    """
+    return tuple(cls.__dict__[field.name].__set__ for field in fields(cls))
+
+
+_REG_SET = _setters(Register)
 
 
 def _reg(
@@ -65,13 +76,9 @@ def _reg(
     return reg
 
 
-def _setters(cls: type) -> dict[str, Any]:
-    """The slot setters of a frozen slotted dataclass, by field name."""
-    return {name: cls.__dict__[name].__set__ for name in getattr(cls, "__slots__", ())}
-
-
 _METER_SET = _setters(Meter)
 _FRAME_SET = _setters(Frame)
+_ENTRY_SET = _setters(HistoryEntry)
 
 
 def _meter(
@@ -87,17 +94,38 @@ def _meter(
 ) -> Meter:
     """Build a frozen Meter at plain-object speed."""
     meter = _new(Meter)
-    setters = _METER_SET
-    setters["id"](meter, meter_id)
-    setters["medium"](meter, medium)
-    setters["channel"](meter, channel)
-    setters["registers"](meter, registers)
-    setters["timestamp"](meter, timestamp)
-    setters["manufacturer"](meter, manufacturer)
-    setters["model"](meter, model)
-    setters["serial_number"](meter, serial_number)
-    setters["parent_id"](meter, parent_id)
+    s_id, s_medium, s_channel, s_registers, s_stamp, s_manufacturer, s_model, s_serial, s_parent = _METER_SET
+    s_id(meter, meter_id)
+    s_medium(meter, medium)
+    s_channel(meter, channel)
+    s_registers(meter, registers)
+    s_stamp(meter, timestamp)
+    s_manufacturer(meter, manufacturer)
+    s_model(meter, model)
+    s_serial(meter, serial_number)
+    s_parent(meter, parent_id)
     return meter
+
+
+def _frame(
+    integrity: Integrity,
+    meters: tuple[Meter, ...],
+    raw: bytes,
+    header: str | None,
+    version: str | None,
+    encrypted: bool,
+) -> Frame:
+    """Build a frozen P1 Frame at plain-object speed."""
+    frame = _new(Frame)
+    s_protocol, s_integrity, s_meters, s_raw, s_header, s_version, s_encrypted = _FRAME_SET
+    s_protocol(frame, PROTOCOL)
+    s_integrity(frame, integrity)
+    s_meters(frame, meters)
+    s_raw(frame, raw)
+    s_header(frame, header)
+    s_version(frame, version)
+    s_encrypted(frame, encrypted)
+    return frame
 
 
 def _entry(
@@ -105,7 +133,7 @@ def _entry(
 ) -> HistoryEntry:
     """Build a frozen HistoryEntry at plain-object speed."""
     entry = _new(HistoryEntry)
-    s_stamp, s_value, s_unit, s_start = _HIST_SET
+    s_stamp, s_value, s_unit, s_start = _ENTRY_SET
     s_stamp(entry, timestamp)
     s_value(entry, value)
     s_unit(entry, unit)
@@ -500,15 +528,7 @@ def decode_telegram(
         sub = _sub_meter(main.id, number, channel)
         if sub is not None:
             meters.append(sub)
-    frame = _new(Frame)
-    _FRAME_SET["protocol"](frame, PROTOCOL)
-    _FRAME_SET["integrity"](frame, integrity)
-    _FRAME_SET["meters"](frame, tuple(meters))
-    _FRAME_SET["raw"](frame, raw)
-    _FRAME_SET["header"](frame, header)
-    _FRAME_SET["version"](frame, version)
-    _FRAME_SET["encrypted"](frame, encrypted)
-    return frame
+    return _frame(integrity, tuple(meters), raw, header, version, encrypted)
 
 
 def _split_header(header: str) -> tuple[str | None, str | None]:
@@ -530,8 +550,11 @@ def _split_header(header: str) -> tuple[str | None, str | None]:
 def _main_meter(
     header: str, regs: list[Register], ids: dict[str, str], stamp: datetime | None, electricity: bool
 ) -> Meter:
-    meter_id = next((ids[k] for k in _ID_KEYS if k in ids), None)
-    if meter_id is None:
+    for id_key in _ID_KEYS:
+        meter_id = ids.get(id_key)
+        if meter_id is not None:
+            break
+    else:
         meter_id = header.replace("\\", "").replace("\x02", "")
     manufacturer, model = _split_header(header)
     return _meter(
