@@ -28,7 +28,11 @@ def _imported_modules(tree: ast.AST) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.append(node.module)
         elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "__import__":
-            names += [arg.value for arg in node.args[:1] if isinstance(arg, ast.Constant)]
+            names += [
+                arg.value
+                for arg in node.args[:1]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+            ]
     return names
 
 

@@ -165,7 +165,8 @@ def _expected_datetime(text: str) -> datetime:
     parts = [int(part) for part in match.group(1).split(",")]
     zone = match.group(2)
     tz: tzinfo = UTC if zone == "datetime.timezone.utc" else ZoneInfo(zone.split('"')[1])
-    return datetime(*parts, tzinfo=tz)  # type: ignore[misc]
+    year, month, day, hour, minute, second = [*parts, 0, 0, 0][:6]
+    return datetime(year, month, day, hour, minute, second, tzinfo=tz)
 
 
 def _same_instant(actual: object, expected: str | None) -> None:
