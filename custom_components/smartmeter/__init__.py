@@ -20,6 +20,7 @@ from .const import (
     FAILED_SETUPS,
     FIRST_FRAME_TIMEOUT,
     IDLE_TIMEOUT,
+    OPTIONS_FLOW_RELOADS,
 )
 from .coordinator import SmartMeterConfigEntry, SmartMeterCoordinator
 from .core.smarty import parse_key
@@ -73,18 +74,19 @@ async def async_setup_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -
     hass.data.get(FAILED_SETUPS, {}).pop(entry.entry_id, None)
     entry.runtime_data = coordinator
     entry.async_on_unload(coordinator.async_stop)
-    options = dict(entry.options)
+    if not OPTIONS_FLOW_RELOADS:
+        options = dict(entry.options)
 
-    async def _async_entry_updated(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> None:
-        """Apply changed options by reloading the entry.
+        async def _async_entry_updated(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> None:
+            """Apply changed options by reloading the entry.
 
-        Flows that change the data (reconfigure, reauth, rediscovery) reload
-        the entry themselves; reloading here as well would open the port twice.
-        """
-        if dict(entry.options) != options:
-            await hass.config_entries.async_reload(entry.entry_id)
+            Flows that change the data (reconfigure, reauth, rediscovery) reload
+            the entry themselves; reloading here as well would open the port twice.
+            """
+            if dict(entry.options) != options:
+                await hass.config_entries.async_reload(entry.entry_id)
 
-    entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+        entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 

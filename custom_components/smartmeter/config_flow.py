@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import serialx
 import voluptuous as vol
 
+from homeassistant import config_entries
 from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
@@ -385,7 +386,14 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
-class SmartMeterOptionsFlow(OptionsFlow):
+if TYPE_CHECKING:
+    _OptionsFlow = OptionsFlow
+else:
+    # Home Assistant 2025.8+ reloads the entry when the options change.
+    _OptionsFlow = getattr(config_entries, "OptionsFlowWithReload", OptionsFlow)
+
+
+class SmartMeterOptionsFlow(_OptionsFlow):
     """Options that take effect with a reload, no restart."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:

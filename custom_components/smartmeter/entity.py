@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .const import DOMAIN
+from .const import DOMAIN, VIA_DEVICE_ID
 from .coordinator import SmartMeterCoordinator
 from .core.models import Medium, Meter
 
@@ -37,23 +42,39 @@ MEDIUM_NAMES: dict[Medium, str] = {
 }
 
 
-def device_info(meter: Meter) -> DeviceInfo:
-    """Device registry entry of a meter."""
+def device_info(meter: Meter) -> dict[str, Any]:
+    """Device registry fields of a meter (its parent link aside)."""
     name = MEDIUM_NAMES[meter.medium]
     if meter.channel:
         name = f"{name} (M-Bus {meter.channel})"
-    info = DeviceInfo(
-        identifiers={(DOMAIN, meter.id)},
-        name=name,
-        serial_number=meter.serial_number,
-    )
+    info: dict[str, Any] = {
+        "identifiers": {(DOMAIN, meter.id)},
+        "name": name,
+        "serial_number": meter.serial_number,
+    }
     if meter.manufacturer:
         info["manufacturer"] = MANUFACTURERS.get(meter.manufacturer, meter.manufacturer)
     if meter.model:
         info["model"] = meter.model
-    if meter.parent_id:
-        info["via_device"] = (DOMAIN, meter.parent_id)
     return info
+
+
+@callback
+def async_register_meter(
+    hass: HomeAssistant, entry: ConfigEntry, meter: Meter, parent_device_id: str | None = None
+) -> str:
+    """Put a meter in the device registry, a sub-meter linked to its main meter's device.
+
+    Returns the device's registry ID (the ``parent_device_id`` of its sub-meters).
+    """
+    info = device_info(meter)
+    if meter.parent_id and parent_device_id:
+        info |= (
+            {"via_device_id": parent_device_id}
+            if VIA_DEVICE_ID
+            else {"via_device": (DOMAIN, meter.parent_id)}
+        )
+    return dr.async_get(hass).async_get_or_create(config_entry_id=entry.entry_id, **info).id
 
 
 class SmartMeterEntity(CoordinatorEntity[SmartMeterCoordinator]):
@@ -65,7 +86,8 @@ class SmartMeterEntity(CoordinatorEntity[SmartMeterCoordinator]):
         """Attach the entity to its meter's device."""
         super().__init__(coordinator)
         self.meter_id = meter.id
-        self._attr_device_info = device_info(meter)
+        # The device itself is registered by async_register_meter.
+        self._attr_device_info = DeviceInfo(identifiers={(DOMAIN, meter.id)})
 
     @property
     def meter(self) -> Meter:

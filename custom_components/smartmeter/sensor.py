@@ -30,7 +30,7 @@ from homeassistant.helpers.typing import StateType
 
 from .coordinator import SmartMeterConfigEntry, SmartMeterCoordinator
 from .core.models import Meter, Register
-from .entity import SmartMeterEntity
+from .entity import SmartMeterEntity, async_register_meter
 
 PARALLEL_UPDATES = 0
 
@@ -338,18 +338,23 @@ async def async_setup_entry(
     """Add sensors for the registers seen so far, and for new ones as they appear."""
     coordinator = entry.runtime_data
     known: set[str] = set()
+    devices: dict[str, str] = {}  # meter ID -> device registry ID
 
     @callback
     def _add_new() -> None:
-        # Checked on every telegram: a register can appear, or get its first
-        # real value (a gas reading stamped "no value" until the meter syncs).
+        # Checked on every telegram: a meter or register can appear, or get its
+        # first real value (a gas reading stamped "no value" until the meter syncs).
         new: list[SmartMeterSensor] = []
-        for meter in coordinator.data.meters.values():
+        # Main meters first: a sub-meter's device links to its main meter's.
+        for meter in sorted(coordinator.data.meters.values(), key=lambda m: m.parent_id is not None):
             registers = meter.values
             for description in SENSORS:
                 unique_id = f"{meter.id}_{description.key}"
                 if unique_id in known or not _has(description, registers):
                     continue
+                if meter.id not in devices:  # its device, once it has an entity
+                    parent = devices.get(meter.parent_id) if meter.parent_id else None
+                    devices[meter.id] = async_register_meter(hass, entry, meter, parent)
                 known.add(unique_id)
                 new.append(SmartMeterSensor(coordinator, meter, description))
         if new:
