@@ -676,3 +676,25 @@ async def test_serial_port_with_bad_crc_only(hass: HomeAssistant) -> None:
             )
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "no_telegram"}
+
+
+async def test_already_configured_loaded_entry_moves_once(hass: HomeAssistant) -> None:
+    """The loaded meter found on a new port: the entry moves there with a single reload."""
+    telegram = corpus_telegram(AM550)
+    async with loaded_entry(hass, [telegram]) as (entry, _old), PtyMeter([telegram]) as new:
+        with (
+            _list_ports(),
+            patch.object(
+                hass.config_entries, "async_reload", wraps=hass.config_entries.async_reload
+            ) as reload,
+        ):
+            result = await _start_serial(hass)
+            result = await hass.config_entries.flow.async_configure(
+                result["flow_id"], {CONF_DEVICE: new.path}
+            )
+            assert result["type"] is FlowResultType.ABORT
+            assert result["reason"] == "already_configured"
+            await hass.async_block_till_done()
+        reload.assert_called_once_with(entry.entry_id)
+        assert entry.runtime_data.source.url == new.path
+        assert state_of(hass, "sensor.electricity_meter_energy_import_tariff_1").state == "2130.115"

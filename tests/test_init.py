@@ -236,3 +236,10 @@ async def test_unload_twice_is_harmless(hass: HomeAssistant) -> None:
         await coordinator.async_stop()
         await coordinator.async_stop()
         assert not coordinator.connected
+
+
+async def test_no_update_listener_when_options_flow_reloads(hass: HomeAssistant) -> None:
+    """Where Home Assistant reloads on changed options itself, the entry keeps no update listener."""
+    with patch("custom_components.smartmeter.OPTIONS_FLOW_RELOADS", True):
+        async with loaded_entry(hass, [corpus_telegram(AM550)]) as (entry, _pty):
+            assert entry.update_listeners == []
