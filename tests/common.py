@@ -35,6 +35,7 @@ from custom_components.smartmeter.const import (
     CONF_URL,
     DOMAIN,
 )
+from custom_components.smartmeter.core.crc import crc16_arc
 from custom_components.smartmeter.core.p1 import decode_telegram
 from custom_components.smartmeter.core.smarty import encrypt_frame, parse_key
 from tests.conftest import corpus_dir
@@ -80,8 +81,6 @@ def meter_id(telegram: bytes, key: str | None = None) -> str:
 
 def with_crc(body: bytes) -> bytes:
     """A telegram ``/ ... !`` completed with its correct CRC16 and CRLF."""
-    from custom_components.smartmeter.core.crc import crc16_arc
-
     return body + f"{crc16_arc(body):04X}\r\n".encode()
 
 

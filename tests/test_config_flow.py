@@ -698,3 +698,26 @@ async def test_already_configured_loaded_entry_moves_once(hass: HomeAssistant) -
         reload.assert_called_once_with(entry.entry_id)
         assert entry.runtime_data.source.url == new.path
         assert state_of(hass, "sensor.electricity_meter_energy_import_tariff_1").state == "2130.115"
+
+
+def test_translations() -> None:
+    """strings.json and translations/en.json agree, and every error, abort and step of the flows has text."""
+    import json
+    import re
+
+    root = Path(__file__).parents[1] / "custom_components" / DOMAIN
+    strings = json.loads((root / "strings.json").read_text(encoding="utf-8"))
+    assert json.loads((root / "translations" / "en.json").read_text(encoding="utf-8")) == strings
+    flow = (root / "config_flow.py").read_text(encoding="utf-8")
+    config, options = strings["config"], strings["options"]
+    for error in re.findall(r'errors\[[^]]+\] = "([a-z_]+)"', flow):
+        assert error in config["error"] or error in options["error"], error
+    for reason in re.findall(r'reason="([a-z_]+)"', flow):
+        assert reason in config["abort"], reason
+    for reason in ("not_p1_meter", "reconfigure_successful", "reauth_successful"):
+        assert reason in config["abort"]
+    for step in re.findall(r'step_id="([a-z_]+)"', flow):
+        assert step in config["step"] or step in options["step"], step
+    setup = (root / "__init__.py").read_text(encoding="utf-8")
+    for key in re.findall(r'translation_key="([a-z_]+)"', setup):
+        assert key in strings["exceptions"], key

@@ -10,12 +10,13 @@ from unittest.mock import PropertyMock, patch
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
 
-from custom_components.smartmeter.const import CONF_TIME_ZONE, DOMAIN
+from custom_components.smartmeter.const import CONF_TIME_ZONE, DOMAIN, FAILED_SETUPS
 from custom_components.smartmeter.core.models import Register
 from custom_components.smartmeter.sensor import SENSORS
 from tests.common import (
@@ -38,6 +39,7 @@ from tests.common import (
     state_of,
     state_snapshot,
     wait_for,
+    with_crc,
 )
 
 # The meter clock's zone, by the country prefix of the corpus file.
@@ -51,7 +53,6 @@ ZONES = {
     "se": "Europe/Stockholm",
 }
 VALID_SAMPLES = [name for name in corpus_p1_samples() if name != BAD_CRC]
-ENCRYPTED = "smarty/lu_smarty_encrypted"
 
 
 @pytest.fixture
@@ -151,18 +152,17 @@ async def test_sensors_smarty_encrypted(
 
 
 async def test_bad_crc_sample_gives_no_values(hass: HomeAssistant) -> None:
-    """The corpus telegram with a wrong CRC never reaches an entity: setup waits, retries."""
-    from unittest.mock import patch
-
-    from homeassistant.config_entries import ConfigEntryState
-
+    """The corpus telegram with a wrong CRC never reaches an entity: setup waits, then retries."""
     telegram = corpus_telegram(BAD_CRC)
     with patch("custom_components.smartmeter.FIRST_FRAME_TIMEOUT", 0.5):
-        async with loaded_entry(hass, [telegram]) as (entry, pty):
-            await wait_for(lambda: pty.sent >= 2)
+        async with loaded_entry(hass, [telegram]) as (entry, _pty):
             assert entry.state is ConfigEntryState.SETUP_RETRY
             assert hass.states.async_all() == []
             assert er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id) == []
+            assert dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id) == []
+            stats = hass.data[FAILED_SETUPS][entry.entry_id].source.stats
+            assert stats.frames_bad_checksum >= 1
+            assert stats.frames_ok == 0
 
 
 async def test_sub_meters_linked_via_main_meter(
@@ -211,8 +211,6 @@ async def test_new_meter_adds_entities(hass: HomeAssistant, device_registry: dr.
     full = corpus_telegram(KAIFA)
     lines = [line for line in full.split(b"\r\n") if not line.startswith(b"0-1:")]
     bang = next(i for i, line in enumerate(lines) if line.startswith(b"!"))
-    from tests.common import with_crc
-
     without_gas = with_crc(b"\r\n".join(lines[:bang]) + b"\r\n!")
     async with loaded_entry(hass, [without_gas]) as (entry, pty):
         assert len(dr.async_entries_for_config_entry(device_registry, entry.entry_id)) == 1
@@ -221,7 +219,12 @@ async def test_new_meter_adds_entities(hass: HomeAssistant, device_registry: dr.
         await wait_for(lambda: hass.states.get("sensor.gas_meter_m_bus_1_gas_consumption") is not None)
         await hass.async_block_till_done()
         assert state_of(hass, "sensor.gas_meter_m_bus_1_gas_consumption").state == "981.443"
-        assert len(dr.async_entries_for_config_entry(device_registry, entry.entry_id)) == 2
+        devices = dr.async_entries_for_config_entry(device_registry, entry.entry_id)
+        assert len(devices) == 2
+        main = next(d for d in devices if d.via_device_id is None)
+        gas = next(d for d in devices if d.via_device_id is not None)
+        assert gas.via_device_id == main.id
+        assert gas.name == "Gas meter (M-Bus 1)"
 
 
 async def test_register_getting_a_value_later_adds_entity(hass: HomeAssistant) -> None:
