@@ -191,17 +191,18 @@ async def test_serial_typed_path_after_errors(hass: HomeAssistant) -> None:
 async def test_serial_by_id_path_is_stored(hass: HomeAssistant, tmp_path: Path) -> None:
     """A /dev path with a /dev/serial/by-id link is listed and stored as the link (survives re-plugging)."""
     async with PtyMeter([corpus_telegram(AM550)]) as pty:
+        (tmp_path / "usb-Other_Adapter-if00-port0").symlink_to("/dev/zero")
         link = tmp_path / "usb-FTDI_FT232R_USB_UART_A10KXYZ-if00-port0"
         link.symlink_to(pty.path)
         with (
-            _list_ports(pty.path),
+            _list_ports(pty.path, "/dev/null"),
             patch(
                 "custom_components.smartmeter.config_flow.serial_by_id",
                 lambda device: serial_by_id(device, str(tmp_path)),
             ),
         ):
             result = await _start_serial(hass)
-            assert _selector_options(result)[0]["value"] == str(link)
+            assert [o["value"] for o in _selector_options(result)] == [str(link), "/dev/null"]
             result = await hass.config_entries.flow.async_configure(
                 result["flow_id"], {CONF_DEVICE: pty.path}
             )
