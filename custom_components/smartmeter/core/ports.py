@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import serialx
 
@@ -14,7 +15,7 @@ def serial_by_id(device: str, by_id_dir: str = BY_ID) -> str:
 
     Returns ``device`` unchanged when it has no such link (or is a URL).
     """
-    if "://" in device or not os.path.isdir(by_id_dir):
+    if "://" in device or not Path(by_id_dir).is_dir():
         return device
     real = os.path.realpath(device)
     for entry in os.scandir(by_id_dir):
