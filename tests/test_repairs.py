@@ -37,6 +37,7 @@ class StubCoordinator:
         self.confirmed: list[tuple[str, str]] = []
 
     async def async_confirm_replacement(self, meter_id: str, register_key: str) -> None:
+        """Record the confirmation."""
         self.confirmed.append((meter_id, register_key))
 
 
@@ -47,6 +48,7 @@ class SyncStubCoordinator:
         self.confirmed: list[tuple[str, str]] = []
 
     def async_confirm_replacement(self, meter_id: str, register_key: str) -> None:
+        """Record the confirmation."""
         self.confirmed.append((meter_id, register_key))
 
 
@@ -60,7 +62,9 @@ async def repairs_client(
     return await hass_client()
 
 
-def _entry(hass: HomeAssistant, runtime_data: object | None = None, *, loaded: bool = True) -> MockConfigEntry:
+def _entry(
+    hass: HomeAssistant, runtime_data: object | None = None, *, loaded: bool = True
+) -> MockConfigEntry:
     entry = MockConfigEntry(
         domain=DOMAIN, unique_id=ELEC_ID, title="Electricity meter", data=entry_data("/dev/null", ELEC_ID)
     )
@@ -128,8 +132,15 @@ async def test_clear_replacement(hass: HomeAssistant) -> None:
     async_report_new_meter(hass, entry, ELEC_ID, NEW_ELEC_ID)
 
     async_clear_replacement(hass, entry, ELEC_ID, "energy_import_tariff_2")
-    assert registry.async_get_issue(DOMAIN, replacement_issue_id(entry.entry_id, ELEC_ID, "energy_import_tariff_2")) is None
-    assert registry.async_get_issue(DOMAIN, replacement_issue_id(entry.entry_id, ELEC_ID, "energy_import_tariff_1"))
+    assert (
+        registry.async_get_issue(
+            DOMAIN, replacement_issue_id(entry.entry_id, ELEC_ID, "energy_import_tariff_2")
+        )
+        is None
+    )
+    assert registry.async_get_issue(
+        DOMAIN, replacement_issue_id(entry.entry_id, ELEC_ID, "energy_import_tariff_1")
+    )
 
     async_report_replacement(hass, entry, ELEC_ID, "energy_import_tariff_2", Decimal(5), Decimal(1))
     async_clear_replacement(hass, entry, ELEC_ID)
