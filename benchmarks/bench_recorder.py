@@ -5,11 +5,12 @@ MT382 template, a fixed seed) is fed over a pseudo-terminal, one telegram per
 simulated second, to a real Home Assistant with the real ``recorder`` on a
 SQLite file: once to the built-in ``dsmr`` integration at its defaults, once to
 ours with its default write policy and once to ours in live mode (entry
-option ``{"live": true}``: every telegram written). Home Assistant's clock is
-simulated (see :mod:`benchmarks.recorder_sim`); the recorder's 5-minute and
-hourly statistics are compiled at every simulated period boundary. Each
-scenario runs in its own process (:mod:`benchmarks.recorder_worker`), one
-after the other.
+option ``{"live": true}``: every telegram written). Home Assistant runs on a
+simulated clock, event loop included (real time with the idle rest of each
+second skipped, see :mod:`benchmarks.recorder_sim`), so the recorder commits
+and compiles its 5-minute and hourly statistics on its own schedule, in
+simulated time. Each scenario runs in its own process
+(:mod:`benchmarks.recorder_worker`), one after the other.
 
 Measured per scenario:
 

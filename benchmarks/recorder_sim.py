@@ -8,24 +8,30 @@ lets the integrations set up (our setup waits for a first telegram; the
 built-in ``dsmr`` creates its entities on the first telegram its throttle lets
 through) and gives the recorder the state it needs for the first hour's sum.
 
-:class:`SimClock` is Home Assistant's notion of "now" during a run: it patches
-``dt_util.utcnow`` (what the recorder, the statistics and ``util.Throttle``
-read) and the entity helper's ``timer`` (the ``last_updated`` of every state
-written), so a state written for the telegram of 13:00:05 is stamped 13:00:05
-whatever the wall clock says. The event loop keeps real time.
+:class:`SimClock` is Home Assistant's clock during a run: real time with
+the idle rest of each simulated second skipped, read by the event loop
+(:class:`SimLoop`) and, through patches, as Home Assistant's wall clock. A
+state written for the telegram of 13:00:05 is stamped 13:00:05 (and a few
+milliseconds), and the recorder commits and compiles its statistics when the
+simulated clock says so.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import pickle
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from unittest.mock import patch
 from zoneinfo import ZoneInfo
+
+from homeassistant.util import dt as dt_util
 
 from custom_components.smartmeter.core.simulator import P1TelegramModel
 
@@ -36,7 +42,6 @@ WARMUP_SECONDS = 300  # one 5-minute statistics period before midnight
 SEED = 20250115
 # The import-energy registers the hourly error is measured on.
 IMPORT_REGISTERS = ("1-0:1.8.1", "1-0:1.8.2")
-PERIOD = 300  # the recorder's short-term statistics period (seconds)
 
 
 @dataclass
@@ -93,35 +98,86 @@ def render_day(seconds: int = 86_400, *, warmup: int = WARMUP_SECONDS, seed: int
     return Day(first, day_start, seconds, telegrams, boundaries)
 
 
+class _TimeModule:
+    """The ``time`` module as a module that imported it sees it, with ``time()`` simulated."""
+
+    def __init__(self, clock: SimClock) -> None:
+        self._clock = clock
+
+    def time(self) -> float:
+        return self._clock.time()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
 class SimClock:
-    """Home Assistant's "now" during a run, moved by the feeder (see the module docstring)."""
+    """Home Assistant's clock during a run: real time with the idle time skipped.
+
+    The clock runs at real speed, and the feeder jumps it forward to each
+    telegram's second (never back): the integration's busy time is real, the
+    idle rest of each second is skipped. The event loop runs on it
+    (:class:`SimLoop`), so every timer (the recorder's commits and 5-minute
+    statistics, the integrations' throttles and watchdogs, our boundary flush)
+    fires at its simulated time, in order with the telegrams; and the patches
+    of :meth:`patched` make Home Assistant read it as the wall clock.
+    """
 
     def __init__(self, start: float) -> None:
         """Start at ``start`` (a UNIX timestamp)."""
-        self.now = start
+        self._wall0 = start
+        self._mono0 = time.monotonic()
+        self.skipped = 0.0
 
-    def set(self, timestamp: float) -> None:
-        """Move to ``timestamp``."""
-        self.now = timestamp
+    def monotonic(self) -> float:
+        """The event loop's clock."""
+        return time.monotonic() + self.skipped
 
     def time(self) -> float:
-        """``time.time()`` on the simulated clock."""
-        return self.now
+        """``time.time()``."""
+        return self._wall0 + (time.monotonic() - self._mono0) + self.skipped
 
     def utcnow(self) -> datetime:
-        """``dt_util.utcnow()`` on the simulated clock."""
-        return datetime.fromtimestamp(self.now, UTC)
+        """``dt_util.utcnow()``."""
+        return datetime.fromtimestamp(self.time(), UTC)
+
+    def now(self, time_zone: tzinfo | None = None) -> datetime:
+        """``dt_util.now()``."""
+        return datetime.fromtimestamp(self.time(), time_zone or dt_util.get_default_time_zone())
+
+    def advance_to(self, timestamp: float) -> None:
+        """Skip ahead to ``timestamp`` (no-op when it has passed already)."""
+        gap = timestamp - self.time()
+        if gap > 0:
+            self.skipped += gap
 
     @contextlib.contextmanager
     def patched(self) -> Iterator[None]:
-        """Make Home Assistant read this clock."""
+        """Make Home Assistant read this clock as the wall clock."""
+        module = _TimeModule(self)
         with contextlib.ExitStack() as stack:
-            for target in ("homeassistant.util.dt.utcnow", "homeassistant.util.utcnow"):
-                stack.enter_context(patch(target, self.utcnow))
-            stack.enter_context(patch("homeassistant.helpers.entity.timer", self.time))
+            for target, value in (
+                ("homeassistant.util.dt.utcnow", self.utcnow),
+                ("homeassistant.util.dt.now", self.now),
+                ("homeassistant.util.utcnow", self.utcnow),  # util.Throttle
+                ("homeassistant.helpers.entity.timer", self.time),  # every state's last_updated
+                ("homeassistant.helpers.event.time_tracker_utcnow", self.utcnow),
+                ("homeassistant.helpers.event.time_tracker_timestamp", self.time),
+                ("homeassistant.helpers.event.time", module),  # point-in-time timers
+                ("homeassistant.core.time", module),  # event and state timestamps
+            ):
+                stack.enter_context(patch(target, value))
             yield
 
 
-def period_start(timestamp: float) -> datetime:
-    """Start of the statistics period ending at ``timestamp`` (a period boundary)."""
-    return datetime.fromtimestamp(timestamp, UTC) - timedelta(seconds=PERIOD)
+class SimLoop(asyncio.SelectorEventLoop):
+    """An event loop on a :class:`SimClock`."""
+
+    def __init__(self, clock: SimClock) -> None:
+        """Run timers on ``clock``."""
+        super().__init__()
+        self.clock = clock
+
+    def time(self) -> float:
+        """The loop's clock: the simulated monotonic clock."""
+        return self.clock.monotonic()

@@ -4,18 +4,21 @@
 starts Home Assistant in ``WORKDIR`` with the real ``recorder`` on a SQLite
 file, sets up one integration on a pseudo-terminal (the built-in ``dsmr`` or
 ours, see :data:`SCENARIOS`), feeds it the day's telegrams through the pty one
-per simulated second, compiles the recorder's 5-minute statistics at every
-period boundary, and prints one JSON line: CPU time, recorder rows, hourly
-statistics of the import-energy sensors.
+per simulated second and prints one JSON line: CPU time, recorder rows,
+hourly statistics of the import-energy sensors.
 
-Each telegram is written after the previous one was framed by the
-integration (a hook counts ``DSMRProtocol.handle_telegram`` /
+Home Assistant runs on the simulated clock of :mod:`benchmarks.recorder_sim`
+(event loop included): the recorder commits every 5 simulated seconds and
+compiles its 5-minute and hourly statistics on its own schedule, as it would
+in a real day. Each telegram is written after the previous one was framed by
+the integration (a hook counts ``DSMRProtocol.handle_telegram`` /
 ``P1Source.decode`` calls; the integration's handling of a telegram runs in
-the same event-loop step), so every state is stamped with its telegram's
-second. The recorder thread is drained before each CPU reading, so the rows
-an integration causes are paid for in its own CPU time. One process per
-scenario keeps the CPU attribution clean (``time.process_time`` covers the
-recorder thread) and leaves no Home Assistant state behind.
+the same event-loop step), and the clock jumps to the telegram's second just
+before, so every state is stamped with its telegram's second. The recorder
+thread is drained before each CPU reading, so the rows an integration causes
+are paid for in its own CPU time. One process per scenario keeps the CPU
+attribution clean (``time.process_time`` covers the recorder thread) and
+leaves no Home Assistant state behind.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import sqlite3
 import sys
 import time
 import tty
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -39,14 +42,14 @@ from typing import Any
 from unittest.mock import patch
 
 from homeassistant import bootstrap, config_entries, loader
-from homeassistant.components.recorder.tasks import StatisticsTask, SynchronizeTask
+from homeassistant.components.recorder.tasks import SynchronizeTask
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er, recorder as recorder_helper
 from homeassistant.setup import async_setup_component
 from homeassistant.util.unit_system import METRIC_SYSTEM
 
-from benchmarks.recorder_sim import PERIOD, TIME_ZONE, Day, SimClock, period_start
+from benchmarks.recorder_sim import TIME_ZONE, Day, SimClock, SimLoop
 from custom_components.smartmeter.core.p1 import decode_telegram
 
 # Our sensors that match the ones the built-in dsmr enables by default for a
@@ -98,6 +101,8 @@ IMPORT_SENSORS: dict[str, dict[str, str]] = {
 }
 TELEGRAM_TIMEOUT = 10.0  # real seconds: a telegram not framed by then is a failure
 SETUP_TIMEOUT = 60.0
+# The recorder compiles a 5-minute period 10 s after it ended.
+STATISTICS_DELAY = 15.0
 
 
 class Arrivals:
@@ -231,12 +236,6 @@ async def home_assistant(workdir: Path, db_path: Path) -> AsyncIterator[HomeAssi
         synchronized = asyncio.Event()
         instance.queue_task(SynchronizeTask(synchronized))
         await synchronized.wait()
-        # Statistics are compiled by the feeder at every simulated period boundary;
-        # the recorder's own wall-clock triggers would compile real-time periods.
-        for name in ("_periodic_listener", "_nightly_listener"):
-            if (unsub := getattr(instance, name, None)) is not None:
-                unsub()
-                setattr(instance, name, None)
         yield hass
     finally:
         await hass.async_stop(force=True)
@@ -371,12 +370,13 @@ def _query(
     return rows, hourly
 
 
-async def run(day: Day, scenario: str, workdir: Path, seconds: int, slice_size: int) -> Result:
-    """Feed ``seconds`` telegrams after the warm-up to one scenario; measure."""
+async def run(
+    day: Day, scenario: str, workdir: Path, seconds: int, slice_size: int, clock: SimClock
+) -> Result:
+    """Feed ``seconds`` telegrams after the warm-up to one scenario (on ``clock``'s loop); measure."""
     spec = SCENARIOS[scenario]
     domain = spec.domain
     result = Result(scenario, slice=slice_size, options=spec.options)
-    clock = SimClock(day.first_ts)
     arrivals = Arrivals()
     line = PtyLine()
     db_path = workdir / "home-assistant_v2.db"
@@ -425,7 +425,7 @@ async def _set_up(
     while not (setup.done() and _ready(hass, entry)):
         if index >= day.warmup or time.monotonic() > deadline:
             raise RuntimeError(f"{entry.domain} not ready after {index} warm-up telegrams ({entry.state})")
-        clock.set(day.timestamp(index))
+        clock.advance_to(day.timestamp(index))
         target = arrivals.count + 1
         await line.write(day.telegrams[index])
         # The port may not be open yet: a telegram can go unread (or be read in part).
@@ -441,7 +441,7 @@ async def _set_up(
 
 
 async def _feed_one(day: Day, line: PtyLine, clock: SimClock, arrivals: Arrivals, index: int) -> None:
-    clock.set(day.timestamp(index))
+    clock.advance_to(day.timestamp(index))
     target = arrivals.count + 1
     await line.write(day.telegrams[index])
     if not await arrivals.wait(target, TELEGRAM_TIMEOUT):
@@ -467,31 +467,21 @@ async def _feed(
     slice_size: int,
     result: Result,
 ) -> None:
-    """Feed the day's telegrams from midnight; compile statistics at every period boundary."""
-    instance = recorder_helper.get_instance(hass) if hass is not None else None
-    compile_stats: Callable[[float], None] = (
-        (lambda ts: instance.queue_task(StatisticsTask(period_start(ts), False)))
-        if instance is not None
-        else (lambda ts: None)
-    )
+    """Feed the day's telegrams from midnight, measuring CPU; end past the last statistics run."""
     first = day.warmup
     await _drain(hass)
     wall = time.perf_counter()
     start = slice_start = time.process_time()
     for index in range(first, first + seconds):
-        ts = day.timestamp(index)
-        if (ts - day.day_start_ts) % PERIOD == 0:
-            compile_stats(ts)  # the period that ended with the previous telegram
         await _feed_one(day, line, clock, arrivals, index)
         if slice_size and (index + 1 - first) % slice_size == 0:
             await _drain(hass)
             now = time.process_time()
             result.slices_cpu_s.append(now - slice_start)
             slice_start = now
-    end_ts = day.timestamp(first + seconds)
-    clock.set(end_ts)
-    if (end_ts - day.day_start_ts) % PERIOD == 0:
-        compile_stats(end_ts)
+    # Past the recorder's statistics run for the last period (at hh:mm:10).
+    clock.advance_to(day.timestamp(first + seconds) + STATISTICS_DELAY)
+    await asyncio.sleep(0.05)
     await _drain(hass)
     result.cpu_s = time.process_time() - start
     result.wall_s = time.perf_counter() - wall
@@ -514,7 +504,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("homeassistant.loader").setLevel(logging.ERROR)
     day = Day.load(args.day)
     seconds = day.seconds if args.seconds is None else min(args.seconds, day.seconds)
-    result = asyncio.run(run(day, args.scenario, args.workdir, seconds, args.slice))
+    clock = SimClock(day.first_ts)
+    result = asyncio.run(
+        run(day, args.scenario, args.workdir, seconds, args.slice, clock), loop_factory=lambda: SimLoop(clock)
+    )
     sys.stdout.write(json.dumps(asdict(result)) + "\n")
     return 0
 
