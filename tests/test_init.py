@@ -13,7 +13,7 @@ from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 
-from custom_components.smartmeter.const import CONF_TIME_ZONE, FAILED_SETUPS
+from custom_components.smartmeter.const import CONF_LIVE, CONF_TIME_ZONE, FAILED_SETUPS
 from custom_components.smartmeter.core.models import Frame
 from custom_components.smartmeter.core.source import P1Source
 from tests.common import (
@@ -165,8 +165,8 @@ async def test_error_handling_a_frame_keeps_reading(
 ) -> None:
     """An unexpected error while handling one telegram is logged; the next telegram is handled."""
     good = corpus_telegram(AM550)
-    newer = replace_value(good, b"(002130.115*kWh)", b"(002130.500*kWh)", fix_crc=True)
-    async with loaded_entry(hass, [good]) as (entry, pty):
+    newer = replace_value(good, b"(002130.115*kWh)", b"(002130.116*kWh)", fix_crc=True)
+    async with loaded_entry(hass, [good], options={CONF_LIVE: True}) as (entry, pty):
         coordinator = entry.runtime_data
         original = coordinator.async_handle_frame
         calls = 0
@@ -180,7 +180,7 @@ async def test_error_handling_a_frame_keeps_reading(
 
         with patch.object(coordinator, "async_handle_frame", _flaky):
             pty.set_telegrams([newer])
-            await wait_for(lambda: state_of(hass, ENERGY).state == "2130.500")
+            await wait_for(lambda: state_of(hass, ENERGY).state == "2130.116")
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert "Error handling a telegram" in errors[0].getMessage()

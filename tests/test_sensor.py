@@ -16,7 +16,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
 
-from custom_components.smartmeter.const import CONF_TIME_ZONE, DOMAIN, FAILED_SETUPS
+from custom_components.smartmeter.const import CONF_LIVE, CONF_TIME_ZONE, DOMAIN, FAILED_SETUPS
 from custom_components.smartmeter.core.models import Register
 from custom_components.smartmeter.sensor import SENSORS
 from tests.common import (
@@ -195,13 +195,13 @@ async def test_mbus_channel_without_meter_has_no_device(
 
 
 async def test_values_update_on_next_telegram(hass: HomeAssistant) -> None:
-    """A new telegram with new readings updates the states."""
+    """In live mode, a new telegram with new readings updates the states at once."""
     telegram = corpus_telegram(AM550)
-    async with loaded_entry(hass, [telegram]) as (_entry, pty):
+    async with loaded_entry(hass, [telegram], options={CONF_LIVE: True}) as (_entry, pty):
         entity_id = "sensor.electricity_meter_energy_import_tariff_1"
         assert state_of(hass, entity_id).state == "2130.115"
-        pty.set_telegrams([replace_value(telegram, b"(002130.115*kWh)", b"(002130.987*kWh)", fix_crc=True)])
-        await wait_for(lambda: state_of(hass, entity_id).state == "2130.987")
+        pty.set_telegrams([replace_value(telegram, b"(002130.115*kWh)", b"(002130.116*kWh)", fix_crc=True)])
+        await wait_for(lambda: state_of(hass, entity_id).state == "2130.116")
         power = state_of(hass, "sensor.electricity_meter_power_import")
         assert power.attributes["unit_of_measurement"] == "W"
 

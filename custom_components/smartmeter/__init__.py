@@ -25,6 +25,7 @@ from .const import (
 from .coordinator import SmartMeterConfigEntry, SmartMeterCoordinator
 from .core.smarty import parse_key
 from .core.source import P1Source, SerialSettings
+from .sensor import COUNTER_KEYS
 
 PLATFORMS: list[Platform] = [Platform.SENSOR]
 
@@ -51,7 +52,7 @@ def build_source(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> P1Source:
 async def async_setup_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> bool:
     """Open the meter link, wait for a first telegram, then set up the sensors."""
     source = build_source(hass, entry)
-    coordinator = SmartMeterCoordinator(hass, entry, source)
+    coordinator = SmartMeterCoordinator(hass, entry, source, COUNTER_KEYS)
     source.on_status = coordinator.async_link_status
     coordinator.async_start()
     if not await coordinator.async_wait_first(FIRST_FRAME_TIMEOUT):

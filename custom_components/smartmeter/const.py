@@ -27,6 +27,28 @@ CONF_PROTOCOL: Final = "protocol"
 CONF_METER_ID: Final = "meter_id"
 CONF_TIME_ZONE: Final = "time_zone"
 
+# Options: how readings become recorder writes (core.policy) and what the
+# counter guard accepts (core.guard).
+CONF_LIVE: Final = "live"
+CONF_COUNTER_INTERVAL: Final = "counter_interval"
+CONF_MEASUREMENT_INTERVAL: Final = "measurement_interval"
+CONF_DEADBAND: Final = "deadband"
+CONF_MAX_POWER: Final = "max_power_kw"
+CONF_MAX_GAS_FLOW: Final = "max_gas_flow_m3h"
+CONF_MAX_WATER_FLOW: Final = "max_water_flow_m3h"
+
+DEFAULT_LIVE: Final = False
+DEFAULT_COUNTER_INTERVAL: Final = 60  # s
+DEFAULT_MEASUREMENT_INTERVAL: Final = 60  # s
+DEFAULT_DEADBAND: Final = 10  # % of the last written value
+DEFAULT_MAX_POWER: Final = 55  # kW: a 3x80 A home connection
+DEFAULT_MAX_GAS_FLOW: Final = 25  # m3/h: a G16 gas meter
+DEFAULT_MAX_WATER_FLOW: Final = 16  # m3/h: a Q3=16 water meter
+
+# Fired per good telegram and meter with the raw (guarded, unthrottled) values;
+# excluded from the recorder, so it costs no database write.
+EVENT_READING: Final = "smartmeter_reading"
+
 PROTOCOL_DSMR: Final = "dsmr"
 
 # Home Assistant 2025.8+ reloads an entry itself when its options flow changes

@@ -4,6 +4,17 @@ The source is push: the coordinator consumes its frames in a config-entry
 background task and hands each one to the entities with
 ``async_set_updated_data``. There is no polling and no ``util.Throttle``.
 
+Every cumulative register goes through a :class:`~.core.guard.CounterGuard`
+first: a reading that is lower, zero or an impossible jump never reaches an
+entity, which keeps showing the last accepted value. The guards start from the
+values the sensors saved at the last shutdown (restore state), so the first
+telegram after a restart is judged too. Each good telegram is also fired as a
+``smartmeter_reading`` event with the raw values (not recorded), and its
+stamped sub-meter readings are booked at the meter's time.
+
+A timer just before each 5-minute boundary lets the sensors write the counter
+readings their write policy held back, so short-term statistics are exact.
+
 A watchdog marks the meters stale when the link stays up but no good telegram
 arrives (a re-keyed Smarty meter, a noisy line that breaks every CRC): the
 entities go unavailable instead of showing old values as current, and a key
@@ -15,45 +26,267 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.event import async_track_time_interval, async_track_utc_time_change
+from homeassistant.helpers.recorder import get_instance
+from homeassistant.helpers.restore_state import async_get as async_get_restore_state
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
-from .const import DOMAIN, IDLE_TIMEOUT, LOGGER, RAW_HISTORY
-from .core.models import Frame, Meter
+from .const import (
+    CONF_COUNTER_INTERVAL,
+    CONF_DEADBAND,
+    CONF_LIVE,
+    CONF_MAX_GAS_FLOW,
+    CONF_MAX_POWER,
+    CONF_MAX_WATER_FLOW,
+    CONF_MEASUREMENT_INTERVAL,
+    CONF_METER_ID,
+    DEFAULT_COUNTER_INTERVAL,
+    DEFAULT_DEADBAND,
+    DEFAULT_LIVE,
+    DEFAULT_MAX_GAS_FLOW,
+    DEFAULT_MAX_POWER,
+    DEFAULT_MAX_WATER_FLOW,
+    DEFAULT_MEASUREMENT_INTERVAL,
+    DOMAIN,
+    EVENT_READING,
+    IDLE_TIMEOUT,
+    LOGGER,
+    RAW_HISTORY,
+)
+from .core.guard import REJECTED, UNIT_FACTORS, CounterGuard, GuardLimits, Verdict
+from .core.models import Frame, Medium, Meter, Register, RegisterValue
+from .core.obis import READING_KEY
+from .core.policy import WritePolicy
 from .core.source import MeterSource
 
+try:  # written in parallel; the coordinator works without them
+    from . import repairs
+except ImportError:  # pragma: no cover - only until repairs.py is in the tree
+    repairs = None  # type: ignore[assignment]
+try:
+    from .statistics import MeterTimeStatistics
+except ImportError:  # pragma: no cover - only until statistics.py is in the tree
+    MeterTimeStatistics = None  # type: ignore[assignment,misc]
+
 type SmartMeterConfigEntry = ConfigEntry[SmartMeterCoordinator]
+type RegisterId = tuple[str, str]  # (meter ID, register key)
+
+# The medium of a meter-reading register (the others are electrical energy).
+READING_MEDIA: dict[str, Medium] = {key: medium for medium, key in READING_KEY.items()}
+# Readings stamped before this year are placeholders ("700101000000"): no reading.
+_MIN_YEAR = 2000
+# Restore-state key of a counter's guard (value, unit, time), saved by the sensors.
+RESTORE_GUARD = "guard"
+
+
+def write_policy(options: Mapping[str, Any]) -> WritePolicy:
+    """The write policy an entry's options ask for."""
+    return WritePolicy(
+        live=bool(options.get(CONF_LIVE, DEFAULT_LIVE)),
+        counter_interval=float(options.get(CONF_COUNTER_INTERVAL, DEFAULT_COUNTER_INTERVAL)),
+        measurement_interval=float(options.get(CONF_MEASUREMENT_INTERVAL, DEFAULT_MEASUREMENT_INTERVAL)),
+        deadband=float(options.get(CONF_DEADBAND, DEFAULT_DEADBAND)) / 100,
+    )
+
+
+def max_rates(options: Mapping[str, Any]) -> dict[Medium, Decimal]:
+    """The maximum plausible power or flow per medium (per hour) an entry's options set."""
+    power = Decimal(str(options.get(CONF_MAX_POWER, DEFAULT_MAX_POWER)))
+    gas = Decimal(str(options.get(CONF_MAX_GAS_FLOW, DEFAULT_MAX_GAS_FLOW)))
+    water = Decimal(str(options.get(CONF_MAX_WATER_FLOW, DEFAULT_MAX_WATER_FLOW)))
+    return {Medium.ELECTRICITY: power, Medium.GAS: gas, Medium.WATER: water, Medium.HOT_WATER: water}
 
 
 @dataclass(frozen=True, slots=True)
 class SmartMeterData:
-    """What the entities read: the latest state of every meter on the link."""
+    """What the entities read: the latest (guarded) state of every meter on the link."""
 
     meters: dict[str, Meter]
     frame: Frame
     received: datetime = field(default_factory=dt_util.utcnow)
 
 
+@dataclass(slots=True)
+class _Seed:
+    """A counter's last accepted reading from before a restart."""
+
+    value: Decimal
+    unit: str | None
+    time: float
+
+
+class RegisterGuards:
+    """One counter guard per (meter, cumulative register) of an entry's link."""
+
+    def __init__(self, counter_keys: frozenset[str], rates: Mapping[Medium, Decimal]) -> None:
+        """Guard the registers ``counter_keys`` with the maximum rates ``rates``."""
+        self.counter_keys = counter_keys
+        self.rates = dict(rates)
+        self.guards: dict[RegisterId, CounterGuard] = {}
+        self.units: dict[RegisterId, str | None] = {}
+        self._accepted: dict[RegisterId, Register] = {}
+        self._seeds: dict[RegisterId, _Seed] = {}
+        self.rejected: dict[Verdict, int] = {}
+        self.resets: list[dict[str, str | None]] = []
+
+    def _guarded(self, reg: Register) -> bool:
+        """Whether a register is a counter reading the guard judges."""
+        if reg.key not in self.counter_keys or not isinstance(reg.value, Decimal):
+            return False
+        if reg.timestamp is not None and reg.timestamp.year < _MIN_YEAR:
+            return False  # a placeholder, not a reading (the sensor shows none)
+        if reg.unit is None:
+            return reg.key in READING_MEDIA  # a gas or water reading sent without its unit
+        return reg.unit.lower() in UNIT_FACTORS
+
+    def seed(self, meter_id: str, key: str, value: Decimal, unit: str | None, time: float) -> None:
+        """Start a register's guard from a reading saved before a restart."""
+        self._seeds[(meter_id, key)] = _Seed(value, unit, time)
+
+    @callback
+    def async_restore(self, hass: HomeAssistant, entry_id: str) -> None:
+        """Seed the guards from what the entry's sensors saved at the last shutdown or unload."""
+        last_states = async_get_restore_state(hass).last_states
+        for entity in er.async_entries_for_config_entry(er.async_get(hass), entry_id):
+            stored = last_states.get(entity.entity_id)
+            if stored is None or stored.extra_data is None:
+                continue
+            saved = stored.extra_data.as_dict().get(RESTORE_GUARD)
+            if not isinstance(saved, dict):
+                continue
+            try:
+                self.seed(
+                    str(saved["meter_id"]),
+                    str(saved["register"]),
+                    Decimal(str(saved["value"])),
+                    saved.get("unit"),
+                    float(saved["time"]),
+                )
+            except (KeyError, TypeError, ValueError, InvalidOperation):
+                LOGGER.debug("Ignored unreadable saved guard of %s: %s", entity.entity_id, saved)
+
+    def saved(self, meter_id: str, key: str) -> dict[str, str | float | None] | None:
+        """A register's guard state for restore state (``None`` when it has none)."""
+        guard = self.guards.get((meter_id, key))
+        if guard is None or guard.value is None or guard.time is None:
+            return None
+        return {
+            "meter_id": meter_id,
+            "register": key,
+            "value": str(guard.value),
+            "unit": self.units.get((meter_id, key)),
+            "time": guard.time,
+        }
+
+    def _guard(self, meter: Meter, reg: Register) -> CounterGuard:
+        rid = (meter.id, reg.key)
+        guard = self.guards.get(rid)
+        if guard is None:
+            medium = READING_MEDIA.get(reg.key, Medium.ELECTRICITY)
+            guard = CounterGuard(GuardLimits.for_register(medium, reg.unit, self.rates.get(medium)))
+            seed = self._seeds.pop(rid, None)
+            if seed is not None and seed.unit == reg.unit:
+                guard.seed(seed.value, seed.time)
+            self.guards[rid] = guard
+            self.units[rid] = reg.unit
+        return guard
+
+    def check(self, meter: Meter, time: float) -> tuple[Meter, list[tuple[str, Decimal | None, Decimal]]]:
+        """The meter with rejected readings replaced by the last accepted ones, and its resets.
+
+        A reset is ``(register key, old value, new value)``: a new series that
+        persisted (a replaced meter or a reset register).
+        """
+        registers: list[Register] = []
+        resets: list[tuple[str, Decimal | None, Decimal]] = []
+        changed = False
+        for reg in meter.registers:
+            if not self._guarded(reg):
+                registers.append(reg)
+                continue
+            assert isinstance(reg.value, Decimal)
+            guard = self._guard(meter, reg)
+            old = guard.value
+            verdict = guard.check(reg.value, time)
+            if verdict in REJECTED:
+                self.rejected[verdict] = self.rejected.get(verdict, 0) + 1
+                LOGGER.debug(
+                    "Rejected %s %s of meter %s (%s; last accepted %s)",
+                    reg.key,
+                    reg.value,
+                    meter.id,
+                    verdict,
+                    guard.value,
+                )
+                registers.append(self._accepted.get((meter.id, reg.key)) or replace(reg, value=guard.value))
+                changed = True
+                continue
+            if verdict is Verdict.RESET:
+                LOGGER.debug("New series of %s of meter %s: %s after %s", reg.key, meter.id, reg.value, old)
+                self.resets.append(
+                    {"meter_id": meter.id, "register": reg.key, "old": str(old), "new": str(reg.value)}
+                )
+                resets.append((reg.key, old, reg.value))
+            self._accepted[(meter.id, reg.key)] = reg
+            registers.append(reg)
+        if not changed:
+            return meter, resets
+        return replace(meter, registers=tuple(registers)), resets
+
+    def as_dict(self) -> dict[str, Any]:
+        """Counters for diagnostics."""
+        return {
+            "registers": len(self.guards),
+            "rejected": {verdict.value: count for verdict, count in sorted(self.rejected.items())},
+            "resets": list(self.resets),
+        }
+
+
+def _event_value(value: RegisterValue) -> float | str | None:
+    """A register value as the reading event carries it."""
+    if isinstance(value, Decimal | int):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
 class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
-    """Runs one meter source and publishes its frames."""
+    """Runs one meter source and publishes its (guarded) frames."""
 
     config_entry: SmartMeterConfigEntry
 
-    def __init__(self, hass: HomeAssistant, entry: SmartMeterConfigEntry, source: MeterSource) -> None:
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: SmartMeterConfigEntry,
+        source: MeterSource,
+        counter_keys: frozenset[str] = frozenset(),
+    ) -> None:
         """Set up the coordinator for one config entry's source."""
         super().__init__(hass, LOGGER, config_entry=entry, name=DOMAIN)
         self.source = source
         self.frames: deque[bytes] = deque(maxlen=RAW_HISTORY)
+        self.policy = write_policy(entry.options)
+        self.guards = RegisterGuards(counter_keys, max_rates(entry.options))
+        self.statistics = MeterTimeStatistics(hass, entry) if MeterTimeStatistics is not None else None
         self._first = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._unsub_watchdog: CALLBACK_TYPE | None = None
+        self._unsubs: list[CALLBACK_TYPE] = []
+        self._boundary_listeners: list[Callable[[float], None]] = []
         self._last_frame = 0.0
+        # The main meter on the link (a new identifier in its place is a new meter).
+        self._main_id: str | None = entry.data.get(CONF_METER_ID)
         self.stale = False
 
     @property
@@ -63,14 +296,38 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
 
     @callback
     def async_start(self) -> None:
-        """Start reading in a background task owned by the config entry."""
+        """Seed the guards, then start reading in a background task owned by the config entry."""
+        self.guards.async_restore(self.hass, self.config_entry.entry_id)
+        if "recorder" in self.hass.config.components:
+            # The raw-value event is for automations, not for the database.
+            get_instance(self.hass).exclude_event_types.add(EVENT_READING)
         self._last_frame = self.hass.loop.time()
         self._task = self.config_entry.async_create_background_task(
             self.hass, self._run(), f"{DOMAIN} reader {self.config_entry.title}"
         )
-        self._unsub_watchdog = async_track_time_interval(
-            self.hass, self._async_watchdog, timedelta(seconds=IDLE_TIMEOUT / 4)
-        )
+        self._unsubs = [
+            async_track_time_interval(self.hass, self._async_watchdog, timedelta(seconds=IDLE_TIMEOUT / 4)),
+            # Just before each 5-minute boundary (the short-term statistics period).
+            async_track_utc_time_change(self.hass, self._async_boundary, minute=range(4, 60, 5), second=59),
+        ]
+
+    @callback
+    def async_add_boundary_listener(self, listener: Callable[[float], None]) -> CALLBACK_TYPE:
+        """Call ``listener(time)`` just before each 5-minute boundary; returns the remover."""
+        self._boundary_listeners.append(listener)
+
+        @callback
+        def _remove() -> None:
+            self._boundary_listeners.remove(listener)
+
+        return _remove
+
+    @callback
+    def _async_boundary(self, now: datetime) -> None:
+        """A 5-minute boundary is near: the sensors write what they held back."""
+        time = now.timestamp()
+        for listener in list(self._boundary_listeners):
+            listener(time)
 
     @callback
     def _async_watchdog(self, _now: datetime) -> None:
@@ -101,9 +358,9 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
 
     async def async_stop(self) -> None:
         """Stop reading and release the link."""
-        if self._unsub_watchdog is not None:
-            self._unsub_watchdog()
-            self._unsub_watchdog = None
+        unsubs, self._unsubs = self._unsubs, []
+        for unsub in unsubs:
+            unsub()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -132,17 +389,80 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
 
     @callback
     def async_handle_frame(self, frame: Frame) -> None:
-        """Merge one good frame into the meters' state and notify entities."""
+        """Guard one good frame, merge it into the meters' state and notify entities."""
+        received = dt_util.utcnow()
+        time = received.timestamp()
         self._last_frame = self.hass.loop.time()
         if self.stale:
             self.stale = False
             LOGGER.info("Valid telegrams from %s again", self.config_entry.title)
         meters = dict(self.data.meters) if self.data is not None else {}
-        for meter in _unique_meters(frame):
-            meters[meter.id] = meter
+        raw = _unique_meters(frame)
+        self._check_new_meter(raw)
+        guarded: list[Meter] = []
+        for meter in raw:
+            checked, resets = self.guards.check(meter, time)
+            for key, old, new in resets:
+                self._report_replacement(meter.id, key, old, new)
+            meters[meter.id] = checked
+            guarded.append(checked)
         self.frames.append(frame.raw)
-        self.async_set_updated_data(SmartMeterData(meters=meters, frame=frame))
+        self.async_set_updated_data(SmartMeterData(meters=meters, frame=frame, received=received))
+        for meter in guarded:
+            self.hass.bus.async_fire(
+                EVENT_READING,
+                {
+                    "entry_id": self.config_entry.entry_id,
+                    "meter_id": meter.id,
+                    "values": {
+                        reg.key: value
+                        for reg in meter.registers
+                        if (value := _event_value(reg.value)) is not None
+                    },
+                },
+            )
+        self._book(raw)
         self._first.set()
+
+    @callback
+    def _book(self, meters: list[Meter]) -> None:
+        """Book the stamped sub-meter readings at the meter's time (external statistics)."""
+        if self.statistics is None or "recorder" not in self.hass.config.components:
+            return
+        for meter in meters:
+            if meter.channel and any(reg.timestamp is not None or reg.history for reg in meter.registers):
+                self.config_entry.async_create_background_task(
+                    self.hass, self.statistics.async_book(meter), f"{DOMAIN} statistics {meter.id}"
+                )
+
+    @callback
+    def _check_new_meter(self, meters: list[Meter]) -> None:
+        """A new equipment identifier where the main meter was: the meter was swapped."""
+        main = next((meter for meter in meters if meter.channel == 0 and meter.parent_id is None), None)
+        if main is None:
+            return
+        old, self._main_id = self._main_id, main.id
+        if old is None or old == main.id or any(meter.id == old for meter in meters):
+            return
+        LOGGER.info("Meter %s on %s replaced meter %s", main.id, self.config_entry.title, old)
+        if repairs is not None:
+            repairs.async_report_new_meter(self.hass, self.config_entry, old, main.id)
+
+    @callback
+    def _report_replacement(self, meter_id: str, key: str, old: Decimal | None, new: Decimal) -> None:
+        """A counter started a new series that persisted: ask the user to confirm the replacement."""
+        LOGGER.info("%s of meter %s started a new series at %s (was %s)", key, meter_id, new, old)
+        if repairs is not None:
+            repairs.async_report_replacement(self.hass, self.config_entry, meter_id, key, old, new)
+
+    @callback
+    def async_confirm_replacement(self, meter_id: str, register_key: str) -> None:
+        """The user confirmed a replacement in the repair flow: it is no longer pending."""
+        self.guards.resets = [
+            reset
+            for reset in self.guards.resets
+            if (reset["meter_id"], reset["register"]) != (meter_id, register_key)
+        ]
 
 
 def _unique_meters(frame: Frame) -> list[Meter]:

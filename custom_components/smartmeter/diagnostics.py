@@ -78,6 +78,7 @@ async def async_get_config_entry_diagnostics(
     return diagnostics | {
         "connected": coordinator.connected,
         "link": source.stats.as_dict(),
+        "guard": async_redact_data(coordinator.guards.as_dict(), TO_REDACT),
         "meters": async_redact_data(meters, TO_REDACT),
         "telegrams": [redact_telegram(raw) for raw in coordinator.frames],
         "received_frames": [redact_telegram(raw) for raw in getattr(source, "raw_history", ())],

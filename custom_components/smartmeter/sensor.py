@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from homeassistant.components.sensor import (
+    RestoreSensor,
     SensorDeviceClass,
-    SensorEntity,
     SensorEntityDescription,
+    SensorExtraStoredData,
     SensorStateClass,
 )
 from homeassistant.components.sensor.const import DEVICE_CLASS_UNITS
@@ -28,8 +30,9 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
-from .coordinator import SmartMeterConfigEntry, SmartMeterCoordinator
+from .coordinator import RESTORE_GUARD, SmartMeterConfigEntry, SmartMeterCoordinator, SmartMeterData
 from .core.models import Meter, Register
+from .core.policy import CounterWriter, MeasurementWriter
 from .entity import SmartMeterEntity, async_register_meter
 
 PARALLEL_UPDATES = 0
@@ -324,6 +327,13 @@ def _descriptions() -> tuple[SmartMeterSensorEntityDescription, ...]:
 
 
 SENSORS: tuple[SmartMeterSensorEntityDescription, ...] = _descriptions()
+# The registers of cumulative sensors: the coordinator guards them.
+COUNTER_KEYS: frozenset[str] = frozenset(
+    d.source_key for d in SENSORS if d.state_class is SensorStateClass.TOTAL_INCREASING
+)
+# A measurement's early-write deadband never narrows below this (the policy's
+# default floor, 0.05, suits kW, kvar, V and A).
+DEADBAND_FLOORS: dict[str, float] = {UnitOfPower.WATT: 50.0, "var": 50.0}
 
 
 def _has(description: SmartMeterSensorEntityDescription, registers: dict[str, Register]) -> bool:
@@ -364,8 +374,38 @@ async def async_setup_entry(
     entry.async_on_unload(coordinator.async_add_listener(_add_new))
 
 
-class SmartMeterSensor(SmartMeterEntity, SensorEntity):
-    """One register of one meter."""
+@dataclass
+class SmartMeterSensorExtraStoredData(SensorExtraStoredData):
+    """A sensor's restore data, with its counter guard's last accepted reading."""
+
+    guard: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The stored form; the guard under its own key."""
+        data = super().as_dict()
+        if self.guard is not None:
+            data[RESTORE_GUARD] = self.guard
+        return data
+
+
+def _mean(mean: float, like: Decimal) -> Decimal:
+    """A time-weighted mean at the precision the meter states its readings."""
+    if mean == float(like):
+        return like
+    exponent = like.as_tuple().exponent
+    quantum = Decimal(1).scaleb(exponent if isinstance(exponent, int) else 0)
+    return Decimal(repr(mean)).quantize(quantum)
+
+
+class SmartMeterSensor(SmartMeterEntity, RestoreSensor):
+    """One register of one meter.
+
+    It writes its state when the entry's write policy says so, not on every
+    telegram: a counter when it changed (at most every ``counter_interval``,
+    and with the last reading before each 5-minute boundary), a measurement as
+    the mean over ``measurement_interval`` (early beyond the deadband), any
+    other value when it changed; in live mode, every telegram.
+    """
 
     entity_description: SmartMeterSensorEntityDescription
 
@@ -392,8 +432,98 @@ class SmartMeterSensor(SmartMeterEntity, SensorEntity):
                 # The meter measures something else than the description assumes.
                 self._attr_device_class = UNIT_DEVICE_CLASSES.get(unit)
                 self._attr_suggested_unit_of_measurement = None
+        policy = coordinator.policy
+        self._live = policy.live
+        self._counter: CounterWriter | None = None
+        self._measurement: MeasurementWriter | None = None
+        if description.state_class is SensorStateClass.TOTAL_INCREASING:
+            self._counter = CounterWriter(policy)
+        elif description.state_class is SensorStateClass.MEASUREMENT:
+            floor = DEADBAND_FLOORS.get(self.native_unit_of_measurement or "")
+            self._measurement = MeasurementWriter(
+                policy if floor is None else replace(policy, deadband_floor=floor)
+            )
+        self._seen: SmartMeterData | None = None
+        self._written_available: bool | None = None
+
+    def _restart_writers(self) -> None:
+        """Forget what was written: the next reading is written at once."""
+        if self._counter is not None:
+            self._counter = CounterWriter(self._counter.policy)
+        if self._measurement is not None:
+            self._measurement = MeasurementWriter(self._measurement.policy)
+
+    def _value(self) -> StateType | Decimal | datetime:
+        """The register's latest (guarded) value."""
+        return self.entity_description.value_fn(self.meter.register(self.entity_description.source_key))
+
+    async def async_added_to_hass(self) -> None:
+        """Take the current reading as the first state; counters also write at each boundary."""
+        await super().async_added_to_hass()
+        self._update(self.coordinator.data)
+        self._written_available = self.available  # Home Assistant writes the first state now
+        if self._counter is not None and not self._live:
+            self.async_on_remove(self.coordinator.async_add_boundary_listener(self._async_boundary))
+
+    def _update(self, data: SmartMeterData) -> bool:
+        """Offer a new telegram's value to the write policy; ``True`` when it is to be written."""
+        self._seen = data
+        value = self._value()
+        if value is None and self._counter is not None:
+            return False  # a counter keeps its last reading (no dip to unknown)
+        time = data.received.timestamp()
+        if self._live:
+            self._attr_native_value = value
+            return True
+        if self._counter is not None and isinstance(value, Decimal | int):
+            if not self._counter.offer(Decimal(value), time):
+                return False
+            self._attr_native_value = value
+            return True
+        if self._measurement is not None and isinstance(value, Decimal):
+            mean = self._measurement.offer(float(value), time)
+            if mean is None:
+                return False
+            self._attr_native_value = _mean(mean, value)
+            return True
+        if value == self._attr_native_value:
+            return False
+        self._attr_native_value = value
+        return True
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """A telegram or an availability change: write only what the policy lets through."""
+        write = False
+        if self.coordinator.data is not self._seen:
+            write = self._update(self.coordinator.data)
+        available = self.available
+        if available != self._written_available:
+            write = True
+            if not available:
+                # No mean across an outage, no value held back over it: the first
+                # reading after it is written at once.
+                self._restart_writers()
+        if write:
+            self._written_available = available
+            self.async_write_ha_state()
+
+    @callback
+    def _async_boundary(self, time: float) -> None:
+        """Just before a 5-minute boundary: write the counter reading held back, if any."""
+        if self._counter is None or not self.available:
+            return
+        value = self._counter.flush(time)
+        if value is not None:
+            self._attr_native_value = value
+            self.async_write_ha_state()
 
     @property
-    def native_value(self) -> StateType | Decimal | datetime:
-        """The register's latest value."""
-        return self.entity_description.value_fn(self.meter.register(self.entity_description.source_key))
+    def extra_restore_state_data(self) -> SmartMeterSensorExtraStoredData:
+        """The value and unit, and for a counter its guard's last accepted reading."""
+        saved = (
+            self.coordinator.guards.saved(self.meter_id, self.entity_description.source_key)
+            if self._counter is not None
+            else None
+        )
+        return SmartMeterSensorExtraStoredData(self.native_value, self.native_unit_of_measurement, saved)
