@@ -557,7 +557,7 @@ async def test_options_time_zone(hass: HomeAssistant) -> None:
             result["flow_id"], {CONF_TIME_ZONE: " UTC "}
         )
         assert result["type"] is FlowResultType.CREATE_ENTRY
-        assert entry.options == {CONF_TIME_ZONE: "UTC"}
+        assert entry.options[CONF_TIME_ZONE] == "UTC"
         await hass.async_block_till_done()
         assert entry.state is ConfigEntryState.LOADED
         assert entry.runtime_data is not coordinator

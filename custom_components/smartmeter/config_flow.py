@@ -25,6 +25,10 @@ from homeassistant.config_entries import (
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import callback
 from homeassistant.helpers.selector import (
+    BooleanSelector,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
     SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
@@ -40,13 +44,27 @@ from . import const
 from .const import (
     CONF_BAUDRATE,
     CONF_BYTESIZE,
+    CONF_COUNTER_INTERVAL,
+    CONF_DEADBAND,
     CONF_KEY,
+    CONF_LIVE,
+    CONF_MAX_GAS_FLOW,
+    CONF_MAX_POWER,
+    CONF_MAX_WATER_FLOW,
+    CONF_MEASUREMENT_INTERVAL,
     CONF_METER_ID,
     CONF_PARITY,
     CONF_PROTOCOL,
     CONF_STOPBITS,
     CONF_TIME_ZONE,
     CONF_URL,
+    DEFAULT_COUNTER_INTERVAL,
+    DEFAULT_DEADBAND,
+    DEFAULT_LIVE,
+    DEFAULT_MAX_GAS_FLOW,
+    DEFAULT_MAX_POWER,
+    DEFAULT_MAX_WATER_FLOW,
+    DEFAULT_MEASUREMENT_INTERVAL,
     DOMAIN,
     LOGGER,
     PROTOCOL_DSMR,
@@ -393,16 +411,36 @@ else:
     _OptionsFlow = getattr(config_entries, "OptionsFlowWithReload", OptionsFlow)
 
 
+def _number(minimum: float, maximum: float, unit: str, step: float = 1) -> NumberSelector:
+    return NumberSelector(
+        NumberSelectorConfig(
+            min=minimum, max=maximum, step=step, unit_of_measurement=unit, mode=NumberSelectorMode.BOX
+        )
+    )
+
+
+# Write policy and counter guard options: (key, default, selector).
+_POLICY_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    (CONF_LIVE, DEFAULT_LIVE, BooleanSelector()),
+    (CONF_COUNTER_INTERVAL, DEFAULT_COUNTER_INTERVAL, _number(1, 3600, "s")),
+    (CONF_MEASUREMENT_INTERVAL, DEFAULT_MEASUREMENT_INTERVAL, _number(1, 3600, "s")),
+    (CONF_DEADBAND, DEFAULT_DEADBAND, _number(0, 100, "%")),
+    (CONF_MAX_POWER, DEFAULT_MAX_POWER, _number(1, 10000, "kW", 0.1)),
+    (CONF_MAX_GAS_FLOW, DEFAULT_MAX_GAS_FLOW, _number(0.1, 10000, "m³/h", 0.1)),
+    (CONF_MAX_WATER_FLOW, DEFAULT_MAX_WATER_FLOW, _number(0.1, 10000, "m³/h", 0.1)),
+)
+
+
 class SmartMeterOptionsFlow(_OptionsFlow):
     """Options that take effect with a reload, no restart."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """The meter clock's time zone (DSMR timestamps are local time)."""
+        """The meter clock's time zone (DSMR timestamps are local time) and how readings are written."""
         errors: dict[str, str] = {}
         if user_input is not None:
             zone = user_input[CONF_TIME_ZONE].strip()
             if _valid_time_zone(zone):
-                return self.async_create_entry(data={CONF_TIME_ZONE: zone})
+                return self.async_create_entry(data=user_input | {CONF_TIME_ZONE: zone})
             errors[CONF_TIME_ZONE] = "invalid_time_zone"
         zones = sorted(
             {
@@ -417,19 +455,20 @@ class SmartMeterOptionsFlow(_OptionsFlow):
                 "UTC",
             }
         )
+        options = self.config_entry.options
+        schema: dict[Any, Any] = {
+            vol.Required(CONF_TIME_ZONE): SelectSelector(
+                SelectSelectorConfig(options=zones, custom_value=True, mode=SelectSelectorMode.DROPDOWN)
+            )
+        }
+        suggested: dict[str, Any] = {CONF_TIME_ZONE: options.get(CONF_TIME_ZONE, self.hass.config.time_zone)}
+        for key, default, selector in _POLICY_OPTIONS:
+            schema[vol.Required(key, default=default)] = selector
+            suggested[key] = options.get(key, default)
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(
-                vol.Schema(
-                    {
-                        vol.Required(CONF_TIME_ZONE): SelectSelector(
-                            SelectSelectorConfig(
-                                options=zones, custom_value=True, mode=SelectSelectorMode.DROPDOWN
-                            )
-                        )
-                    }
-                ),
-                {CONF_TIME_ZONE: self.config_entry.options.get(CONF_TIME_ZONE, self.hass.config.time_zone)},
+                vol.Schema(schema), suggested | (user_input or {})
             ),
             errors=errors,
         )

@@ -175,12 +175,25 @@ def test_home_assistant_reads_the_simulated_meter(
         assert result["result"]["state"] == "loaded"
         assert result["title"].endswith("K8EG004046395507")  # the simulated meter's serial
 
+        # Live mode through the options flow (applied by a reload, no restart):
+        # every telegram is written, so the power sensor follows the simulator.
+        entry_id = result["result"]["entry_id"]
+        form = client.call("POST", "/api/config/config_entries/options/flow", {"handler": entry_id})
+        done = client.call(
+            "POST",
+            f"/api/config/config_entries/options/flow/{form['flow_id']}",
+            {"time_zone": "Europe/Amsterdam", "live": True},
+        )
+        assert done["type"] == "create_entry", done
+
         def energy_sensors() -> list[dict[str, Any]]:
-            return [
+            found = [
                 s
                 for s in client.states()
                 if s["entity_id"].startswith("sensor.") and s["attributes"].get("device_class") == "energy"
             ]
+            # Not while the entry reloads with its new options.
+            return [] if any(s["state"] in ("unknown", "unavailable") for s in found) else found
 
         energy = _wait_for("energy sensors", energy_sensors, deadline)
         names = {s["entity_id"] for s in energy}
