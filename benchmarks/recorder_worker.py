@@ -482,7 +482,7 @@ async def _feed(
             # In a real second the recorder has the idle rest of it to catch up:
             # give it that time here (idle, no CPU) instead of letting it fall behind.
             result.max_backlog = max(result.max_backlog, backlog)
-            while instance.backlog:
+            while instance.backlog:  # noqa: ASYNC110 - the recorder thread's queue has no event to await
                 await asyncio.sleep(0.001)
         if slice_size and (index + 1 - first) % slice_size == 0:
             await _drain(hass)
