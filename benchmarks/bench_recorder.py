@@ -58,6 +58,7 @@ DAY_SECONDS = 86_400
 CPU_ROUNDS = 3
 CPU_SECONDS = 1_800
 CPU_SLICE = 300
+WORKER_TIMEOUT = 1800.0  # seconds; a full day of one scenario takes about 3 minutes
 GOALS = {"recorder_rows_vs_dsmr": 0.25, "hourly_energy_error_wh": 0.0, "cpu_per_telegram_vs_dsmr": 0.5}
 LABELS = {
     "dsmr": "dsmr (defaults)",
@@ -157,7 +158,12 @@ def run_worker(day_file: Path, scenario: str, seconds: int, slice_size: int, tmp
         "--slice",
         str(slice_size),
     ]
-    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
+    try:
+        done = subprocess.run(
+            command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False, timeout=WORKER_TIMEOUT
+        )
+    except subprocess.TimeoutExpired as err:
+        raise RuntimeError(f"worker {scenario} did not finish within {WORKER_TIMEOUT:.0f} s") from err
     if done.returncode != 0:
         raise RuntimeError(f"worker {scenario} failed with exit status {done.returncode}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -232,6 +238,14 @@ def report(
 
 def run() -> int:
     """Benchmark entry point (see :mod:`benchmarks`)."""
+    try:
+        return _run()
+    except RuntimeError as err:
+        print(f"recorder benchmark failed: {err}")
+        return 1
+
+
+def _run() -> int:
     hours = float(os.environ.get("BENCH_RECORDER_HOURS", "24"))
     seconds = max(3600, round(hours * 3600))
     with tempfile.TemporaryDirectory(prefix="bench-recorder-") as tmp_name:
