@@ -266,6 +266,11 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
 
     config_entry: SmartMeterConfigEntry
 
+    @staticmethod
+    def clock() -> datetime:
+        """The time readings are stamped with (for the guard and the write policy)."""
+        return dt_util.utcnow()
+
     def __init__(
         self,
         hass: HomeAssistant,
@@ -285,6 +290,7 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
         self._unsubs: list[CALLBACK_TYPE] = []
         self._boundary_listeners: list[Callable[[float], None]] = []
         self._last_frame = 0.0
+        self._booked: dict[str, tuple[object, ...]] = {}  # meter ID -> stamped readings last booked
         # The main meter on the link (a new identifier in its place is a new meter).
         self._main_id: str | None = entry.data.get(CONF_METER_ID)
         self.stale = False
@@ -390,7 +396,7 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
     @callback
     def async_handle_frame(self, frame: Frame) -> None:
         """Guard one good frame, merge it into the meters' state and notify entities."""
-        received = dt_util.utcnow()
+        received = self.clock()
         time = received.timestamp()
         self._last_frame = self.hass.loop.time()
         if self.stale:
@@ -430,7 +436,16 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
         if self.statistics is None or "recorder" not in self.hass.config.components:
             return
         for meter in meters:
-            if meter.channel and any(reg.timestamp is not None or reg.history for reg in meter.registers):
+            if not meter.channel:
+                continue
+            stamps = tuple(
+                (reg.key, reg.timestamp, reg.value, reg.history[-1] if reg.history else None)
+                for reg in meter.registers
+                if reg.timestamp is not None or reg.history
+            )
+            # Telegrams repeat a stamped reading until the meter's next one.
+            if stamps and self._booked.get(meter.id) != stamps:
+                self._booked[meter.id] = stamps
                 self.config_entry.async_create_background_task(
                     self.hass, self.statistics.async_book(meter), f"{DOMAIN} statistics {meter.id}"
                 )

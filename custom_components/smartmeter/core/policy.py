@@ -40,7 +40,7 @@ def _period(time: float, boundary: float) -> int:
 class CounterWriter:
     """Decides when a cumulative register is written."""
 
-    __slots__ = ("_gap", "_last_gap", "_last_seen_time", "_pending", "_written", "_written_time", "policy")
+    __slots__ = ("_gaps", "_last_seen_time", "_pending", "_written", "_written_time", "policy")
 
     def __init__(self, policy: WritePolicy) -> None:
         """Start with nothing written."""
@@ -49,8 +49,8 @@ class CounterWriter:
         self._written_time = -math.inf
         self._last_seen_time: float | None = None
         self._pending: Decimal | None = None
-        self._gap = 0.0
-        self._last_gap = 0.0
+        # The last few gaps between readings: the shortest is when the next one is expected.
+        self._gaps: tuple[float, ...] = ()
 
     def offer(self, value: Decimal, time: float) -> bool:
         """A new (guarded) reading at ``time``; ``True`` when it must be written now."""
@@ -58,9 +58,7 @@ class CounterWriter:
         previous = self._last_seen_time
         self._last_seen_time = time
         if previous is not None and time > previous:
-            gap = time - previous
-            self._last_gap = gap
-            self._gap = gap if self._gap == 0 else self._gap * 0.8 + gap * 0.2
+            self._gaps = (*self._gaps[-2:], time - previous)
         if value == self._written:
             self._pending = None
             return False
@@ -75,7 +73,8 @@ class CounterWriter:
                 and self._pending is not None
             )
             # the last reading before the boundary: the next one is expected after it
-            or _period(time + max(self._gap, self._last_gap) * 1.5, policy.boundary)
+            # (a lost telegram is covered by flush(), called just before the boundary)
+            or _period(time + min(self._gaps, default=0.0) * 1.5, policy.boundary)
             != _period(time, policy.boundary)
         )
         if write:
