@@ -38,8 +38,8 @@ CONF_MAX_GAS_FLOW: Final = "max_gas_flow_m3h"
 CONF_MAX_WATER_FLOW: Final = "max_water_flow_m3h"
 
 DEFAULT_LIVE: Final = False
-DEFAULT_COUNTER_INTERVAL: Final = 60  # s
-DEFAULT_MEASUREMENT_INTERVAL: Final = 60  # s
+DEFAULT_COUNTER_INTERVAL: Final = 300  # s: one write per 5-minute statistics period
+DEFAULT_MEASUREMENT_INTERVAL: Final = 300  # s
 DEFAULT_DEADBAND: Final = 10  # % of the last written value
 DEFAULT_MAX_POWER: Final = 55  # kW: a 3x80 A home connection
 DEFAULT_MAX_GAS_FLOW: Final = 25  # m3/h: a G16 gas meter

@@ -241,7 +241,8 @@ def _descriptions() -> tuple[SmartMeterSensorEntityDescription, ...]:
         out.append(_energy(f"energy_{direction}_total"))
         out.extend(_energy(f"energy_{direction}_tariff_{tariff}") for tariff in range(1, 5))
         out.append(_power(f"power_{direction}"))
-        out.extend(_power(f"power_{direction}_l{phase}") for phase in (1, 2, 3))
+        # Per-phase values: enabled by the user where wanted (as Home Assistant's dsmr does).
+        out.extend(_power(f"power_{direction}_l{phase}", enabled=False) for phase in (1, 2, 3))
         out.append(_reactive(f"reactive_energy_{direction}_total", counter=True))
         out.extend(
             _reactive(f"reactive_energy_{direction}_tariff_{tariff}", counter=True) for tariff in (1, 2)
@@ -256,10 +257,18 @@ def _descriptions() -> tuple[SmartMeterSensorEntityDescription, ...]:
     for phase in (1, 2, 3):
         out.append(
             _measure(
-                f"voltage_l{phase}", SensorDeviceClass.VOLTAGE, UnitOfElectricPotential.VOLT, precision=1
+                f"voltage_l{phase}",
+                SensorDeviceClass.VOLTAGE,
+                UnitOfElectricPotential.VOLT,
+                precision=1,
+                enabled=False,
             )
         )
-        out.append(_measure(f"current_l{phase}", SensorDeviceClass.CURRENT, UnitOfElectricCurrent.AMPERE))
+        out.append(
+            _measure(
+                f"current_l{phase}", SensorDeviceClass.CURRENT, UnitOfElectricCurrent.AMPERE, enabled=False
+            )
+        )
         out.append(_measure(f"power_factor_l{phase}", SensorDeviceClass.POWER_FACTOR, None, enabled=False))
         out.append(_diagnostic(f"voltage_sags_l{phase}", state_class=SensorStateClass.TOTAL_INCREASING))
         out.append(_diagnostic(f"voltage_swells_l{phase}", state_class=SensorStateClass.TOTAL_INCREASING))
@@ -318,6 +327,7 @@ def _descriptions() -> tuple[SmartMeterSensorEntityDescription, ...]:
             register_key=medium,
             device_class=SensorDeviceClass.TIMESTAMP,
             entity_category=EntityCategory.DIAGNOSTIC,
+            entity_registry_enabled_default=False,
             value_fn=_reading_time,
         )
         for medium in ("gas", "water", "hot_water", "heat", "cooling")
@@ -336,8 +346,11 @@ COUNTER_KEYS: frozenset[str] = frozenset(
 DEADBAND_FLOORS: dict[str, float] = {UnitOfPower.WATT: 50.0, "var": 50.0}
 
 
-def _has(description: SmartMeterSensorEntityDescription, registers: dict[str, Register]) -> bool:
-    return description.value_fn(registers.get(description.source_key)) is not None
+ORDER: dict[str, int] = {d.key: i for i, d in enumerate(SENSORS)}
+# Descriptions by the register they read (a register can feed several sensors).
+BY_REGISTER: dict[str, tuple[SmartMeterSensorEntityDescription, ...]] = {}
+for _description in SENSORS:
+    BY_REGISTER[_description.source_key] = (*BY_REGISTER.get(_description.source_key, ()), _description)
 
 
 async def async_setup_entry(
@@ -347,7 +360,7 @@ async def async_setup_entry(
 ) -> None:
     """Add sensors for the registers seen so far, and for new ones as they appear."""
     coordinator = entry.runtime_data
-    known: set[str] = set()
+    known: dict[str, set[str]] = {}  # meter ID -> description keys with an entity
     devices: dict[str, str] = {}  # meter ID -> device registry ID
 
     @callback
@@ -357,16 +370,22 @@ async def async_setup_entry(
         new: list[SmartMeterSensor] = []
         # Main meters first: a sub-meter's device links to its main meter's.
         for meter in sorted(coordinator.data.meters.values(), key=lambda m: m.parent_id is not None):
-            registers = meter.values
-            for description in SENSORS:
-                unique_id = f"{meter.id}_{description.key}"
-                if unique_id in known or not _has(description, registers):
-                    continue
-                if meter.id not in devices:  # its device, once it has an entity
-                    parent = devices.get(meter.parent_id) if meter.parent_id else None
-                    devices[meter.id] = async_register_meter(hass, entry, meter, parent)
-                known.add(unique_id)
-                new.append(SmartMeterSensor(coordinator, meter, description))
+            done = known.setdefault(meter.id, set())
+            found = [
+                description
+                for reg in meter.registers
+                for description in BY_REGISTER.get(reg.key, ())
+                if description.key not in done and description.value_fn(reg) is not None
+            ]
+            if not found:
+                continue
+            if meter.id not in devices:  # its device, once it has an entity
+                parent = devices.get(meter.parent_id) if meter.parent_id else None
+                devices[meter.id] = async_register_meter(hass, entry, meter, parent)
+            for description in sorted(found, key=lambda d: ORDER[d.key]):
+                if description.key not in done:  # a register repeated in the frame
+                    done.add(description.key)
+                    new.append(SmartMeterSensor(coordinator, meter, description))
         if new:
             async_add_entities(new)
 
@@ -473,6 +492,8 @@ class SmartMeterSensor(SmartMeterEntity, RestoreSensor):
             return False  # a counter keeps its last reading (no dip to unknown)
         time = data.received.timestamp()
         if self._live:
+            if value == self._attr_native_value:
+                return False  # unchanged: Home Assistant would store no row either
             self._attr_native_value = value
             return True
         if self._counter is not None and isinstance(value, Decimal | int):
