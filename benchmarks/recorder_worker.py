@@ -338,6 +338,10 @@ class Result:
     # CPU seconds of each slice of ``slice`` telegrams (recorder drained at each end).
     slice: int = 0
     slices_cpu_s: list[float] = field(default_factory=list)
+    # The same for the event loop's thread alone: reading, decoding, entities and
+    # state machine, without the recorder thread's database work.
+    loop_cpu_s: float = 0.0
+    slices_loop_cpu_s: list[float] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)  # entity_id -> state rows in the day
     unique_ids: dict[str, str] = field(default_factory=dict)  # entity_id -> unique_id (enabled ones)
     entities: int = 0
@@ -476,6 +480,7 @@ async def _feed(
     await _drain(hass)
     wall = time.perf_counter()
     start = slice_start = time.process_time()
+    loop_start = loop_slice_start = time.thread_time()  # this coroutine runs in the event loop's thread
     for index in range(first, first + seconds):
         await _feed_one(day, line, clock, arrivals, index)
         if instance is not None and (backlog := instance.backlog) > BACKLOG_LIMIT:
@@ -487,13 +492,16 @@ async def _feed(
         if slice_size and (index + 1 - first) % slice_size == 0:
             await _drain(hass)
             now = time.process_time()
+            loop_now = time.thread_time()
             result.slices_cpu_s.append(now - slice_start)
-            slice_start = now
+            result.slices_loop_cpu_s.append(loop_now - loop_slice_start)
+            slice_start, loop_slice_start = now, loop_now
     # Past the recorder's statistics run for the last period (at hh:mm:10).
     clock.advance_to(day.timestamp(first + seconds) + STATISTICS_DELAY)
     await asyncio.sleep(0.05)
     await _drain(hass)
     result.cpu_s = time.process_time() - start
+    result.loop_cpu_s = time.thread_time() - loop_start
     result.wall_s = time.perf_counter() - wall
     result.telegrams = seconds
     if entry is not None and entry.state is not ConfigEntryState.LOADED:
