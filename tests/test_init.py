@@ -13,7 +13,8 @@ from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 
-from custom_components.smartmeter.const import CONF_LIVE, CONF_TIME_ZONE, FAILED_SETUPS
+from custom_components.smartmeter import async_remove_config_entry_device
+from custom_components.smartmeter.const import CONF_LIVE, CONF_TIME_ZONE, DOMAIN, FAILED_SETUPS
 from custom_components.smartmeter.core.models import Frame
 from custom_components.smartmeter.core.source import P1Source
 from tests.common import (
@@ -243,3 +244,19 @@ async def test_no_update_listener_when_options_flow_reloads(hass: HomeAssistant)
     with patch("custom_components.smartmeter.OPTIONS_FLOW_RELOADS", True):
         async with loaded_entry(hass, [corpus_telegram(AM550)]) as (entry, _pty):
             assert entry.update_listeners == []
+
+
+async def test_remove_stale_device(hass: HomeAssistant, device_registry: dr.DeviceRegistry) -> None:
+    """A meter still in the telegrams cannot be deleted; one that stopped reporting can."""
+    gas_id = "4730303339303031393336393930363139"
+    async with loaded_entry(hass, [corpus_telegram(AM550)]) as (entry, _pty):
+        main = device_registry.async_get_device(identifiers={(DOMAIN, meter_id(corpus_telegram(AM550)))})
+        gas = device_registry.async_get_device(identifiers={(DOMAIN, gas_id)})
+        assert main is not None
+        assert gas is not None
+        old = device_registry.async_get_or_create(
+            config_entry_id=entry.entry_id, identifiers={(DOMAIN, "old-gas-meter")}, name="Old gas meter"
+        )
+        assert not await async_remove_config_entry_device(hass, entry, main)
+        assert not await async_remove_config_entry_device(hass, entry, gas)
+        assert await async_remove_config_entry_device(hass, entry, old)

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
+from homeassistant.helpers import device_registry as dr
 
 from .const import (
     CONF_BAUDRATE,
@@ -100,3 +101,15 @@ async def async_unload_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) 
 async def async_remove_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> None:
     """Forget the diagnostics of a failed setup of a removed entry."""
     hass.data.get(FAILED_SETUPS, {}).pop(entry.entry_id, None)
+
+
+async def async_remove_config_entry_device(
+    hass: HomeAssistant, entry: SmartMeterConfigEntry, device: dr.DeviceEntry
+) -> bool:
+    """Let the user delete the device of a meter that no longer reports (a replaced gas meter).
+
+    A meter in the latest telegram would come straight back: it stays.
+    """
+    coordinator: SmartMeterCoordinator | None = getattr(entry, "runtime_data", None)
+    reporting = set(coordinator.data.meters) if coordinator is not None and coordinator.data else set()
+    return not any(domain == DOMAIN and meter_id in reporting for domain, meter_id in device.identifiers)
