@@ -44,7 +44,6 @@ DEFAULT_TZ = ZoneInfo("Europe/Berlin")
 
 ESCAPE = b"\x1b\x1b\x1b\x1b"
 START = ESCAPE + b"\x01\x01\x01\x01"
-_VERSION_1 = b"\x01\x01\x01\x01"
 _END_MARK = 0x1A
 # The largest frame the framer waits for. eHZ push files are 200-600 bytes; a
 # frame this long without an end is a lost end sequence.
