@@ -724,6 +724,10 @@ async def test_fake_link_paths() -> None:
     link = FakeLink([EM214_IDENT[:4], EM214_IDENT[4:], *pieces])
     frame = await read_mode_c(link, timeout=0.3, reaction_time=0)
     assert link.written == [b"/?!\r\n", b"\x06050\r\n"] and link.bauds == [9600]
+    # a sleeping battery meter: NUL bytes first
+    link = FakeLink([b"/ABC@X\r\n" + EM214_MESSAGE])
+    await read_mode_c(link, timeout=0.3, wakeup=4)
+    assert link.written == [b"\x00" * 4, b"/?!\r\n"]
     # the link closes
     with pytest.raises(ConnectionFailedError):
         await read_mode_c(FakeLink([b""]), timeout=0.3)

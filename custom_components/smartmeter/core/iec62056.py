@@ -34,6 +34,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from decimal import Decimal
 from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
@@ -43,7 +44,7 @@ from .crc import crc16_arc
 from .errors import ChecksumError, ConnectionFailedError, DecodeError, NoTelegramError
 from .models import Frame, HistoryEntry, Integrity, Medium, Meter, Register, RegisterValue
 from .obis import MAIN_REGISTERS, OBIS_A_MEDIUM, Kind, generic_key
-from .p1 import _decode_hex_id, _number, _parse_value, parse_timestamp
+from .p1 import _decode_hex_id, _number, _parse_value, _reg, parse_timestamp
 
 PROTOCOL = "iec62056-21"
 DEFAULT_TZ = ZoneInfo("Europe/Berlin")
@@ -119,6 +120,7 @@ for _a in (0, 1, 5, 6, 7, 8, 9):
 _IEC_REGISTERS["6-0:6.8.0"] = ("heat", Kind.NUMBER)  # heat energy (Landis+Gyr/Siemens Ultraheat, WR5)
 _IEC_REGISTERS["6-0:6.26.0"] = ("heat_volume", Kind.NUMBER)  # volume through the heat meter
 
+_NUMBER_KINDS = frozenset({Kind.NUMBER, Kind.AUTO})
 _ID_KEYS = ("equipment_id", "meter_serial", "serial_number", "logical_device_name", "meter_id")
 
 # ---------------------------------------------------------------- identification
@@ -585,6 +587,7 @@ def decode_iec(
             grouped.append((address_text, [inner]))
 
     registers: list[Register] = []
+    append = registers.append
     ids: dict[str, str] = {}
     media: Counter[int] = Counter()
     timestamp: datetime | None = None
@@ -597,10 +600,16 @@ def decode_iec(
             value, unit, stamp, history = _value(Kind.AUTO, groups, tz)
             registers.append(Register(address_text, f"iec_{name}", value, unit, stamp, history))
             continue
-        value, unit, stamp, history = _value(address.kind, groups, tz)
         key = address.key
         if address.a:
             media[address.a] += 1
+        if len(groups) == 1 and address.kind in _NUMBER_KINDS:
+            # the hot path: "(value*unit)" or "(value)", a plain number
+            value_text, _, unit_text = groups[0].partition("*")
+            if value_text.replace(".", "", 1).isdecimal() and "&" not in unit_text:
+                append(_reg(address.obis, key, Decimal(value_text), unit_text or None))
+                continue
+        value, unit, stamp, history = _value(address.kind, groups, tz)
         if isinstance(value, str):
             if key in _ID_KEYS and key not in ids and value.strip():
                 ids[key] = value.strip()
@@ -608,7 +617,7 @@ def decode_iec(
                 clock[key] = value
         elif key == "timestamp" and timestamp is None and isinstance(value, datetime):
             timestamp = value
-        registers.append(Register(address.obis, key, value, unit, stamp, history))
+        append(_reg(address.obis, key, value, unit, stamp, history))
     if timestamp is None and len(clock) == 2:
         timestamp = parse_timestamp(clock["meter_date"][-6:] + clock["meter_time"][:6], tz)
 
