@@ -341,6 +341,14 @@ def _check_key(key: bytes) -> None:
         raise WrongKeyError("the key must be 16 bytes (32 hexadecimal digits)")
 
 
+def _axdr_length(size: int) -> bytes:
+    if size < 0x80:
+        return bytes([size])
+    if size < 0x100:
+        return bytes([0x81, size])
+    return b"\x82" + size.to_bytes(2, "big")
+
+
 def encrypt_apdu(
     plaintext: bytes,
     key: bytes,
@@ -361,7 +369,7 @@ def encrypt_apdu(
         body = _ctr(key, iv, plaintext)
     content = bytes([security_control]) + frame_counter.to_bytes(4, "big") + body
     size = len(content)
-    length = bytes([size]) if size < 0x80 else b"\x82" + size.to_bytes(2, "big")
+    length = _axdr_length(size)
     return bytes([tag, len(system_title)]) + system_title + length + content
 
 

@@ -116,7 +116,7 @@ def parse_frame(raw: bytes | bytearray, start: int = 0) -> tuple[HdlcFrame, int]
     if length < MIN_LENGTH:
         raise DecodeError(f"HDLC frame length {length} is too short")
     end = start + 1 + length  # index of the closing flag
-    if end > size:
+    if end >= size:
         raise DecodeError(f"truncated HDLC frame: {size - start} of {length + 2} bytes")
     head = header_length(raw, start)
     if head < 0 or start + head > end - 2:
@@ -208,11 +208,12 @@ class HdlcFramer:
     counted), ``checksum_errors`` the frames returned with a bad HCS or FCS.
     """
 
-    __slots__ = ("_buf", "_segments", "checksum_errors", "discarded")
+    __slots__ = ("_buf", "_kept", "_segments", "checksum_errors", "discarded")
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._segments: list[bytes] = []
+        self._kept = False  # buf[0] is the closing flag of the last frame
         self.discarded = 0
         self.checksum_errors = 0
 
@@ -221,14 +222,18 @@ class HdlcFramer:
         self.discarded += self.pending
         self._buf.clear()
         self._segments.clear()
+        self._kept = False
 
     @property
     def pending(self) -> int:
         """Bytes held for an incomplete frame or message (fill flags excluded)."""
-        return len(self._buf.strip(b"\x7e")) + sum(len(s) for s in self._segments)
+        held = len(self._buf) if self._buf.strip(b"\x7e") else 0
+        return held + sum(len(s) for s in self._segments)
 
     def _drop(self, count: int) -> None:
-        self.discarded += count
+        # a kept closing flag is not garbage, even when no frame follows it
+        self.discarded += count - 1 if self._kept else count
+        self._kept = False
         del self._buf[:count]
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
@@ -254,6 +259,7 @@ class HdlcFramer:
             if flags > 1:
                 del buf[: flags - 1]
                 size = len(buf)
+                self._kept = False
             if size < 3:
                 break
             if buf[1] & 0xF0 != FORMAT_TYPE:
@@ -273,6 +279,12 @@ class HdlcFramer:
                 self._drop(1)
                 continue
             end = length + 1  # index of the closing flag
+            if head + 2 <= end - 2 and size >= head + 2:
+                hcs_ok = crc16_x25(buf[1:head]) == (buf[head] | (buf[head + 1] << 8))
+                if not hcs_ok and self._next_start(1, min(size, end)) > 0:
+                    # a bad header, and a good one inside its stated length: noise
+                    self._drop(1)
+                    continue
             if size <= end:
                 break
             if buf[end] != FLAG:
@@ -282,6 +294,7 @@ class HdlcFramer:
                 continue
             frame = bytes(buf[: end + 1])
             del buf[:end]  # the closing flag may open the next frame
+            self._kept = True
             self._complete(frame, head, out)
         return out
 
@@ -302,6 +315,7 @@ class HdlcFramer:
                 self._segments.clear()
             frame = bytes(buf[:stop])
             del buf[:stop]
+            self._kept = False
             return frame
         self._drop(1)
         return None
