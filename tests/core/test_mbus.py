@@ -805,3 +805,29 @@ def test_timing_smoke() -> None:
             mbus.decode_mbus(raw)
     per_frame = (time.perf_counter() - start) / (5 * len(raws))
     assert per_frame < 0.005
+
+
+def test_short_header_payload_of_a_wireless_telegram() -> None:
+    """CI 7A (wireless M-Bus short header), unencrypted amiplus sample, vs wmbusmeters' expected values."""
+    sample = corpus_dir() / "wmbus" / "amiplus_86064864_electricity.hex"
+    raw = _hex(sample)
+    # L C M M A A A A A A CI: the link layer belongs to the wireless decoder; the
+    # last two bytes are outside the records.
+    header = mbus.MbusHeader(
+        raw[4:8][::-1].hex().upper(), mbus.manufacturer_text(raw[2] | raw[3] << 8), raw[8], raw[9], 0, 0, 0
+    )
+    user = mbus.parse_user_data(raw[10], raw[11:-2], header=header)
+    assert user.header is not None
+    assert (user.header.ident, user.header.manufacturer) == ("86064864", "APA")
+    values = {mbus.record_key(r): r.value for r in user.records}
+    assert values["energy_tariff_1"] == Decimal("25011.061")
+    assert values["energy_tariff_2"] == Decimal("18530.681")
+    assert values["energy_backward_tariff_1"] == Decimal("4.999")
+    assert values["energy_backward_tariff_2"] == Decimal("0.686")
+    assert values["power_max"] == Decimal(22852)
+    assert values["power"] == Decimal(1732)
+    assert (values["voltage_l1"], values["voltage_l2"], values["voltage_l3"]) == (
+        Decimal(231),
+        Decimal(225),
+        Decimal(231),
+    )
