@@ -55,12 +55,16 @@ Manufacturer quirks (all verified on captured frames from libmbus' test set):
 * Landis+Gyr T230/UH50 (LUG): see the date/time VIFEs above; the storage-510
   record (``84 8F 0F 6D``) is the next due date and is kept as
   ``datetime_storage_510``.
-* Kamstrup (KAM): manufacturer data after ``0F`` is kept as hex in
-  ``manufacturer_data``; the Multical 601 "info codes" are in it.
-* ABB (ABB) Delta: manufacturer-specific VIFs ``FF 9x 00`` carry
-  maintenance counters; they get ``mfct_vif_..`` keys with no unit. The
-  VIFE ``00`` after an ``FD 97`` (error flags) is the "no error" record
-  error code and is ignored.
+* Kamstrup (KAM) Multical 601 and 382: a block of manufacturer data after
+  ``0F`` closes the frame; it is kept as hex in ``manufacturer_data``. The
+  382 states its tariff energies on subunit 1 (``energy_tariff_1_subunit_1``).
+* ABB (ABB) Delta: manufacturer-specific VIFs ``FF 9x 00`` (meaning not
+  published) get ``mfct_vif_..`` keys with no unit; the VIFE ``00`` after
+  ``FD 97`` (error flags) is the "no error" record code and is ignored; ``1F``
+  at the end says more records follow (``more_records_follow``).
+* Meters with an EN 13757-3:2004 header fill the signature with anything
+  (``FFFF``, random bytes): only an AES security mode whose payload lacks the
+  ``2F 2F`` check bytes counts as encrypted (:class:`KeyRequiredError`).
 * Engelmann (EFE) and other meters that put the due-date values under
   storage 1 and a second copy under storage 2 with a tariff-0 DIFE: kept as
   separate keys (``water_storage_2``).
