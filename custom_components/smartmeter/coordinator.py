@@ -138,16 +138,24 @@ class RegisterGuards:
         self._seeds: dict[RegisterId, _Seed] = {}
         self.rejected: dict[Verdict, int] = {}
         self.resets: list[dict[str, str | None]] = []
+        self._counters: dict[tuple[str, str | None], bool] = {}  # (key, unit) -> guarded
 
     def _guarded(self, reg: Register) -> bool:
         """Whether a register is a counter reading the guard judges."""
-        if reg.key not in self.counter_keys or not isinstance(reg.value, Decimal):
+        kind = (reg.key, reg.unit)
+        counter = self._counters.get(kind)
+        if counter is None:
+            if reg.key not in self.counter_keys:
+                counter = False
+            elif reg.unit is None:
+                counter = reg.key in READING_MEDIA  # a gas or water reading sent without its unit
+            else:
+                counter = reg.unit.lower() in UNIT_FACTORS
+            self._counters[kind] = counter
+        if not counter or not isinstance(reg.value, Decimal):
             return False
-        if reg.timestamp is not None and reg.timestamp.year < _MIN_YEAR:
-            return False  # a placeholder, not a reading (the sensor shows none)
-        if reg.unit is None:
-            return reg.key in READING_MEDIA  # a gas or water reading sent without its unit
-        return reg.unit.lower() in UNIT_FACTORS
+        # A placeholder stamp is no reading (the sensor shows none).
+        return reg.timestamp is None or reg.timestamp.year >= _MIN_YEAR
 
     def seed(self, meter_id: str, key: str, value: Decimal, unit: str | None, time: float) -> None:
         """Start a register's guard from a reading saved before a restart."""

@@ -112,13 +112,13 @@ class CounterGuard:
         if self.value is None or self.time is None:
             self.seed(value, time)
             return Verdict.ACCEPTED
+        if value == self.value:
+            # unchanged (most telegrams): keep the time of the first sighting, so
+            # a stale replay cannot shrink the allowance of the next real step
+            self._candidates.clear()
+            return Verdict.ACCEPTED
         verdict = self._plausible(self.value, self.time, value, time)
         if verdict is Verdict.ACCEPTED:
-            if value == self.value:
-                # unchanged: keep the time of the first sighting, so a stale
-                # replay cannot shrink the allowance of the next real step
-                self._candidates.clear()
-                return verdict
             self.value = value
             self.time = time
             self._candidates.clear()
