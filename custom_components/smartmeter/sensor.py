@@ -23,8 +23,11 @@ from homeassistant.const import (
     UnitOfEnergy,
     UnitOfFrequency,
     UnitOfPower,
+    UnitOfPressure,
+    UnitOfTemperature,
     UnitOfTime,
     UnitOfVolume,
+    UnitOfVolumeFlowRate,
 )
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
@@ -54,6 +57,10 @@ UNITS: dict[str, str] = {
     "var": "var",
     "kvarh": "kvarh",
     "varh": "varh",
+    "°c": UnitOfTemperature.CELSIUS,
+    "k": UnitOfTemperature.KELVIN,
+    "m3/h": UnitOfVolumeFlowRate.CUBIC_METERS_PER_HOUR,
+    "bar": UnitOfPressure.BAR,
 }
 
 # The device class a stated unit implies, for a register whose unit does not
@@ -68,6 +75,9 @@ UNIT_DEVICE_CLASSES: dict[str, SensorDeviceClass] = {
     UnitOfEnergy.MEGA_WATT_HOUR: SensorDeviceClass.ENERGY,
     UnitOfEnergy.GIGA_JOULE: SensorDeviceClass.ENERGY,
     UnitOfFrequency.HERTZ: SensorDeviceClass.FREQUENCY,
+    UnitOfTemperature.CELSIUS: SensorDeviceClass.TEMPERATURE,
+    UnitOfVolumeFlowRate.CUBIC_METERS_PER_HOUR: SensorDeviceClass.VOLUME_FLOW_RATE,
+    UnitOfPressure.BAR: SensorDeviceClass.PRESSURE,
 }
 
 # A meter-stamped reading older than this is a placeholder ("700101000000").
@@ -81,8 +91,18 @@ def _number(reg: Register | None) -> Decimal | None:
 
 
 def _reading(reg: Register | None) -> Decimal | None:
-    """An M-Bus reading counts only with a real meter timestamp."""
-    if reg is None or reg.timestamp is None or reg.timestamp.year < _EPOCH_YEAR:
+    """A gas, water or heat reading; one with a placeholder stamp is none.
+
+    P1 relays its M-Bus meters' readings with the meter's stamp
+    (``0-n:24.2.1``): one without a stamp is no reading. A meter read directly
+    (wired M-Bus, IEC 62056-21) is read when asked, stamped or not.
+    """
+    if reg is None:
+        return None
+    if reg.timestamp is None:
+        if ":24." in reg.obis:
+            return None
+    elif reg.timestamp.year < _EPOCH_YEAR:
         return None
     return _number(reg)
 
@@ -333,6 +353,38 @@ def _descriptions() -> tuple[SmartMeterSensorEntityDescription, ...]:
         for medium in ("gas", "water", "hot_water", "heat", "cooling")
     )
     out.append(_diagnostic("valve_position"))
+    # Heat and water meters read directly (wired M-Bus, IEC 62056-21).
+    out.append(
+        SmartMeterSensorEntityDescription(
+            key="volume",
+            translation_key="volume",
+            device_class=SensorDeviceClass.VOLUME,
+            state_class=SensorStateClass.TOTAL_INCREASING,
+            native_unit_of_measurement=UnitOfVolume.CUBIC_METERS,
+        )
+    )
+    out.append(
+        _measure(
+            "volume_flow",
+            SensorDeviceClass.VOLUME_FLOW_RATE,
+            UnitOfVolumeFlowRate.CUBIC_METERS_PER_HOUR,
+            precision=3,
+        )
+    )
+    out.append(_power("power"))
+    out.extend(
+        _measure(key, SensorDeviceClass.TEMPERATURE, UnitOfTemperature.CELSIUS, precision=1)
+        for key in ("flow_temperature", "return_temperature")
+    )
+    # A difference, not a temperature: no device class (that would convert K to -273 °C).
+    out.append(_measure("temperature_difference", None, UnitOfTemperature.KELVIN, precision=1))
+    # SML meters report the signed net power (import positive, export negative).
+    out.append(_power("power_net"))
+    out.extend(_power(f"power_net_l{phase}", enabled=False) for phase in (1, 2, 3))
+    out.append(_diagnostic("error_flags"))
+    out.append(_diagnostic("meter_model", value_fn=_text))
+    out.append(_diagnostic("list_version", value_fn=_text))
+    out.append(_diagnostic("firmware_version", value_fn=_text))
     return tuple(out)
 
 
