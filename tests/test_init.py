@@ -11,7 +11,7 @@ import pytest
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import device_registry as dr, entity_registry as er, issue_registry as ir
 
 from custom_components.smartmeter import async_remove_config_entry_device
 from custom_components.smartmeter.const import CONF_LIVE, CONF_TIME_ZONE, DOMAIN, FAILED_SETUPS
@@ -122,6 +122,11 @@ async def test_meter_turned_encrypted_asks_for_key(hass: HomeAssistant) -> None:
             assert "decryption key is required" in (entry.reason or "")
             (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
             assert flow["context"]["source"] == SOURCE_REAUTH
+            # Said as such in the Repairs dashboard, not as "no data".
+            issue = ir.async_get(hass).async_get_issue(DOMAIN, f"wrong_key_{entry.entry_id}")
+            assert issue is not None
+            assert issue.severity is ir.IssueSeverity.ERROR
+            assert "key is required" in (issue.translation_placeholders or {})["error"]
 
 
 async def test_time_zone_option(hass: HomeAssistant) -> None:

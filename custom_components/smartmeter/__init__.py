@@ -25,6 +25,7 @@ from .const import (
 )
 from .coordinator import SmartMeterConfigEntry, SmartMeterCoordinator
 from .core.smarty import parse_key
+from .repairs import async_clear_wrong_key, async_report_wrong_key
 from .core.source import P1Source, SerialSettings
 from .sensor import COUNTER_KEYS
 
@@ -63,6 +64,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -
         # Kept for diagnostics: what the port delivered while setup waited.
         hass.data.setdefault(FAILED_SETUPS, {})[entry.entry_id] = coordinator
         if key_error is not None:
+            async_report_wrong_key(hass, entry, str(key_error))
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN,
                 translation_key="wrong_key",
@@ -74,6 +76,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -
             translation_placeholders={"error": last_error},
         )
     hass.data.get(FAILED_SETUPS, {}).pop(entry.entry_id, None)
+    async_clear_wrong_key(hass, entry.entry_id)
     entry.runtime_data = coordinator
     entry.async_on_unload(coordinator.async_stop)
     if not OPTIONS_FLOW_RELOADS:

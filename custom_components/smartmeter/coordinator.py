@@ -69,14 +69,8 @@ from .core.obis import READING_KEY
 from .core.policy import WritePolicy
 from .core.source import MeterSource
 
-try:  # written in parallel; the coordinator works without them
-    from . import repairs
-except ImportError:  # pragma: no cover - only until repairs.py is in the tree
-    repairs = None  # type: ignore[assignment]
-try:
-    from .statistics import MeterTimeStatistics
-except ImportError:  # pragma: no cover - only until statistics.py is in the tree
-    MeterTimeStatistics = None  # type: ignore[assignment,misc]
+from . import repairs
+from .statistics import MeterTimeStatistics
 
 type SmartMeterConfigEntry = ConfigEntry[SmartMeterCoordinator]
 type RegisterId = tuple[str, str]  # (meter ID, register key)
@@ -292,7 +286,7 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
         self.frames: deque[bytes] = deque(maxlen=RAW_HISTORY)
         self.policy = write_policy(entry.options)
         self.guards = RegisterGuards(counter_keys, max_rates(entry.options))
-        self.statistics = MeterTimeStatistics(hass, entry) if MeterTimeStatistics is not None else None
+        self.statistics = MeterTimeStatistics(hass, entry)
         self._first = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unsubs: list[CALLBACK_TYPE] = []
@@ -356,7 +350,8 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
                 IDLE_TIMEOUT,
                 self.source.stats.last_error,
             )
-        if getattr(self.source, "key_error", None) is not None:
+        if (key_error := getattr(self.source, "key_error", None)) is not None:
+            repairs.async_report_wrong_key(self.hass, self.config_entry, str(key_error))
             self.config_entry.async_start_reauth(self.hass)
         if self.data is not None:
             self.async_update_listeners()
@@ -410,6 +405,7 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
         if self.stale:
             self.stale = False
             LOGGER.info("Valid telegrams from %s again", self.config_entry.title)
+            repairs.async_clear_wrong_key(self.hass, self.config_entry.entry_id)
         meters = dict(self.data.meters) if self.data is not None else {}
         raw = _unique_meters(frame)
         self._check_new_meter(raw)
@@ -441,7 +437,7 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
     @callback
     def _book(self, meters: list[Meter]) -> None:
         """Book the stamped sub-meter readings at the meter's time (external statistics)."""
-        if self.statistics is None or "recorder" not in self.hass.config.components:
+        if "recorder" not in self.hass.config.components:
             return
         for meter in meters:
             if not meter.channel:
@@ -468,15 +464,13 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
         if old is None or old == main.id or any(meter.id == old for meter in meters):
             return
         LOGGER.info("Meter %s on %s replaced meter %s", main.id, self.config_entry.title, old)
-        if repairs is not None:
-            repairs.async_report_new_meter(self.hass, self.config_entry, old, main.id)
+        repairs.async_report_new_meter(self.hass, self.config_entry, old, main.id)
 
     @callback
     def _report_replacement(self, meter_id: str, key: str, old: Decimal | None, new: Decimal) -> None:
         """A counter started a new series that persisted: ask the user to confirm the replacement."""
         LOGGER.info("%s of meter %s started a new series at %s (was %s)", key, meter_id, new, old)
-        if repairs is not None:
-            repairs.async_report_replacement(self.hass, self.config_entry, meter_id, key, old, new)
+        repairs.async_report_replacement(self.hass, self.config_entry, meter_id, key, old, new)
 
     @callback
     def async_confirm_replacement(self, meter_id: str, register_key: str) -> None:

@@ -11,6 +11,10 @@ Two situations need the user:
   main meter used to be. Its sensors are new entities: the user has to pick
   them in the Energy dashboard (and may remove the old device). The fix flow
   acknowledges that.
+- ``wrong_key``: the meter's frames are encrypted and the entry's key does not
+  open them (a DLMS or Smarty meter whose key changed). Not fixable here: the
+  entry's reauthentication flow asks for the new key; the issue clears with
+  the first frame that decrypts.
 
 Home Assistant finds :func:`async_create_fix_flow` by this module's name.
 """
@@ -33,6 +37,7 @@ from .const import DOMAIN
 
 ISSUE_REPLACED = "meter_replaced"
 ISSUE_CHANGED = "meter_changed"
+ISSUE_WRONG_KEY = "wrong_key"
 _REPLACED_PREFIX = "replacement_"
 _CHANGED_PREFIX = "meter_changed_"
 
@@ -48,6 +53,36 @@ def replacement_issue_id(entry_id: str, meter_id: str, register_key: str) -> str
 def new_meter_issue_id(entry_id: str, old_meter_id: str) -> str:
     """The issue ID of a main meter that was swapped for another one."""
     return f"{_CHANGED_PREFIX}{entry_id}_{old_meter_id}"
+
+
+def wrong_key_issue_id(entry_id: str) -> str:
+    """The issue ID of an entry whose frames do not decrypt with its key."""
+    return f"{ISSUE_WRONG_KEY}_{entry_id}"
+
+
+@callback
+def async_report_wrong_key(hass: HomeAssistant, entry: ConfigEntry, error: str) -> None:
+    """The meter sends encrypted frames the stored key does not open (or no key is stored).
+
+    Not "no data": the link works. The entry's reauthentication flow asks for
+    the key; this issue says why in the Repairs dashboard until it works.
+    """
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        wrong_key_issue_id(entry.entry_id),
+        data={"entry_id": entry.entry_id},
+        is_fixable=False,
+        severity=ir.IssueSeverity.ERROR,
+        translation_key=ISSUE_WRONG_KEY,
+        translation_placeholders={"title": entry.title, "error": error},
+    )
+
+
+@callback
+def async_clear_wrong_key(hass: HomeAssistant, entry_id: str) -> None:
+    """Frames decrypt again: the issue is gone."""
+    ir.async_delete_issue(hass, DOMAIN, wrong_key_issue_id(entry_id))
 
 
 def _text(value: Decimal | None) -> str:
