@@ -25,8 +25,8 @@ from .const import (
 )
 from .coordinator import SmartMeterConfigEntry, SmartMeterCoordinator
 from .core.smarty import parse_key
-from .repairs import async_clear_wrong_key, async_report_wrong_key
 from .core.source import P1Source, SerialSettings
+from .repairs import async_clear_wrong_key, async_report_wrong_key
 from .sensor import COUNTER_KEYS
 
 PLATFORMS: list[Platform] = [Platform.SENSOR]

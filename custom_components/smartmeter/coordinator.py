@@ -41,6 +41,7 @@ from homeassistant.helpers.restore_state import async_get as async_get_restore_s
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
+from . import repairs
 from .const import (
     CONF_COUNTER_INTERVAL,
     CONF_DEADBAND,
@@ -68,8 +69,6 @@ from .core.models import Frame, Medium, Meter, Register, RegisterValue
 from .core.obis import READING_KEY
 from .core.policy import WritePolicy
 from .core.source import MeterSource
-
-from . import repairs
 from .statistics import MeterTimeStatistics
 
 type SmartMeterConfigEntry = ConfigEntry[SmartMeterCoordinator]
