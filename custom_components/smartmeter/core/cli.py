@@ -1,6 +1,6 @@
 """Decode meter captures from the command line and print them as JSON.
 
-``python -m custom_components.smartmeter.core.cli [--protocol auto|dsmr] [--key HEX]
+``python -m custom_components.smartmeter.core.cli [--protocol auto|dsmr|sml|dlms|iec62056-21|mbus] [--key HEX]
 [--tz ZONE] FILE`` (``scripts/decode`` wraps it). ``FILE`` may hold several
 frames, or be ``-`` for standard input; ``*.hex`` files (and hex text on standard
 input) are hex dumps of binary frames.
@@ -8,9 +8,11 @@ input) are hex dumps of binary frames.
 Exit status: 0 when at least one frame decoded with a valid or absent check, 1
 when none did (one line on standard error says why), 2 for bad arguments.
 
-Protocols live in :data:`PROTOCOLS`; a new one is a :class:`ProtocolSpec` passed
-to :func:`register_protocol` (its framer, its decoder, and a cheap sniffing test
-that ``--protocol auto`` uses).
+Protocols live in :data:`PROTOCOLS`, built from the core's registry
+(:data:`.protocols.PROTOCOLS`: P1/DSMR, SML, DLMS/COSEM, IEC 62056-21, M-Bus);
+a new one is a :class:`ProtocolSpec` passed to :func:`register_protocol` (how
+to split a capture, its decoder, and a cheap sniffing test that ``--protocol
+auto`` uses, in registration order).
 """
 
 from __future__ import annotations
@@ -28,11 +30,16 @@ from pathlib import Path
 from typing import NoReturn, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import KeyRequiredError, SmartMeterError, WrongKeyError
+from .dlms import split_dlms
+from .errors import ChecksumError, DecryptionError, KeyRequiredError, SmartMeterError, WrongKeyError
 from .framer import P1Framer
+from .iec62056 import split_iec
+from .mbus import split_mbus
 from .models import Frame, HistoryEntry, Integrity, Meter, Register
-from .p1 import DEFAULT_TZ, decode_telegram
-from .smarty import GLO_CIPHER_TAG, parse_key
+from .p1 import DEFAULT_TZ
+from .protocols import PROTOCOLS as ALL_PROTOCOLS
+from .smarty import parse_key
+from .sml import split_sml
 
 PROG = "decode"
 _HEX_TEXT = re.compile(rb"\A[0-9a-fA-F\s]+\Z")
@@ -67,6 +74,7 @@ class ProtocolSpec:
 
 
 PROTOCOLS: dict[str, ProtocolSpec] = {}
+FALLBACK = "dsmr"  # what ``auto`` decodes a capture as when nothing recognises it
 
 
 def register_protocol(spec: ProtocolSpec) -> None:
@@ -88,31 +96,59 @@ def _split_p1(data: bytes) -> tuple[list[bytes], int]:
     return frames + tail, discarded
 
 
-def _decode_p1(raw: bytes, key: bytes | None, tz: tzinfo) -> Frame:
-    return decode_telegram(raw, key=key, tz=tz)
+# How each protocol cuts a whole capture (the stream framers, plus what to do
+# with the bytes left at the end of the capture).
+_SPLIT: dict[str, Callable[[bytes], tuple[list[bytes], int]]] = {
+    "dsmr": _split_p1,
+    "sml": split_sml,
+    "dlms": split_dlms,
+    "iec62056-21": split_iec,
+    "mbus": split_mbus,
+}
 
-
-def _sniff_p1(data: bytes) -> bool:
-    return (b"/" in data and b"!" in data) or data[:2] == bytes((GLO_CIPHER_TAG, 8))
-
-
-register_protocol(
-    ProtocolSpec(
-        name="dsmr",
-        description="P1 / DSMR telegrams, every variant, plain or Smarty-encrypted",
-        split=_split_p1,
-        decode=_decode_p1,
-        sniff=_sniff_p1,
+for _info in ALL_PROTOCOLS.values():
+    register_protocol(
+        ProtocolSpec(
+            name=_info.name,
+            description=_info.description,
+            split=_SPLIT[_info.name],
+            decode=_info.decode,
+            sniff=_info.sniff,
+        )
     )
-)
+
+
+def _structurally(spec: ProtocolSpec, data: bytes) -> bool:
+    """Whether ``spec`` finds a frame of its own in ``data`` (even one that fails its check)."""
+    try:
+        raw_frames, _ = spec.split(data)
+    except Exception:
+        return False
+    for raw in raw_frames:
+        try:
+            spec.decode(raw, None, DEFAULT_TZ)
+        except (ChecksumError, DecryptionError):
+            return True
+        except Exception:  # noqa: S112 - not this protocol's frame
+            continue
+        return True
+    return False
 
 
 def detect_protocol(data: bytes) -> ProtocolSpec:
-    """The first registered protocol whose sniffing test accepts ``data``."""
+    """The first registered protocol whose sniffing test accepts ``data``.
+
+    When none does (a frame whose header check fails defeats the cheap
+    tests), the first of the core's protocols that finds one of its frames in
+    the capture; else :data:`FALLBACK`.
+    """
     for spec in PROTOCOLS.values():
         if spec.sniff(data):
             return spec
-    return next(iter(PROTOCOLS.values()))
+    for spec in PROTOCOLS.values():
+        if spec.name != FALLBACK and spec.name in ALL_PROTOCOLS and _structurally(spec, data):
+            return spec
+    return PROTOCOLS.get(FALLBACK) or next(iter(PROTOCOLS.values()))
 
 
 # ---------------------------------------------------------------- decoding
@@ -130,6 +166,7 @@ class DecodeReport:
     key_required: int = 0
     wrong_key: int = 0
     undecodable: list[str] = field(default_factory=list)
+    checksum_errors: list[str] = field(default_factory=list)  # frames rejected for their check
 
     @property
     def usable(self) -> list[Frame]:
@@ -181,6 +218,10 @@ def decode_capture(
             continue
         except WrongKeyError:
             report.wrong_key += 1
+            continue
+        except ChecksumError as err:
+            report.crc_failed += 1
+            report.checksum_errors.append(str(err))
             continue
         except SmartMeterError as err:
             report.undecodable.append(str(err))
@@ -244,6 +285,7 @@ def report_json(report: DecodeReport) -> dict[str, object]:
     errors = (
         ["encrypted telegram: pass --key"] * report.key_required
         + ["wrong key"] * report.wrong_key
+        + report.checksum_errors
         + report.undecodable
     )
     return {
@@ -355,7 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the capture's protocol (default: auto-detect)",
     )
     parser.add_argument(
-        "--key", type=_key, metavar="HEX", help="decryption key, 32 hex digits (Luxembourg Smarty)"
+        "--key",
+        type=_key,
+        metavar="HEX",
+        help="decryption key, 32 hex digits (Luxembourg Smarty, encrypted DLMS)",
     )
     parser.add_argument(
         "--tz",
