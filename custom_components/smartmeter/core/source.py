@@ -21,6 +21,7 @@ protocol, so the Home Assistant layer only ever sees frames.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
 import re
@@ -116,20 +117,46 @@ class Backoff:
         self.attempt = 0
 
 
-async def open_link(url: str, settings: SerialSettings) -> serialx.AsyncSerial:
-    """Open a serial port or bridge; raise :class:`ConnectionFailedError`."""
-    link = serialx.async_serial_for_url(
+def _serial_for(url: str, settings: SerialSettings, baudrate: int | None = None) -> serialx.AsyncSerial:
+    return serialx.async_serial_for_url(
         url,
-        baudrate=settings.baudrate,
+        baudrate=baudrate or settings.baudrate,
         byte_size=settings.bytesize,
         parity=settings.parity,
         stopbits=settings.stopbits,
         exclusive=False,
     )
+
+
+async def open_link(url: str, settings: SerialSettings) -> serialx.AsyncSerial:
+    """Open a serial port or bridge; raise :class:`ConnectionFailedError`.
+
+    A pseudo-terminal (socat, a virtual port) keeps no parity or byte size and
+    refuses, with EINVAL, line settings that change only those: such a port
+    is opened at another rate first, then switched to the one asked for.
+    """
+    link = _serial_for(url, settings)
     try:
         await link.open()
-    except (OSError, serialx.SerialException, ValueError, TimeoutError) as err:
+    except OSError as err:
+        if err.errno != errno.EINVAL or is_network_url(url):
+            raise ConnectionFailedError(f"cannot open {serialx.redact_uri(url)}: {err}") from err
+        link = await _open_via_other_rate(url, settings, err)
+    except (serialx.SerialException, ValueError, TimeoutError) as err:
         raise ConnectionFailedError(f"cannot open {serialx.redact_uri(url)}: {err}") from err
+    return link
+
+
+async def _open_via_other_rate(url: str, settings: SerialSettings, first: OSError) -> serialx.AsyncSerial:
+    other = 19200 if settings.baudrate == 9600 else 9600
+    link = _serial_for(url, settings, other)
+    try:
+        await link.open()
+        await link.reconfigure_port(baudrate=settings.baudrate)
+    except (OSError, serialx.SerialException, ValueError, TimeoutError) as err:
+        await _close_quietly(link)
+        raise ConnectionFailedError(f"cannot open {serialx.redact_uri(url)}: {first}") from err
+    _LOGGER.debug("Opened %s via %d baud (it refused %s directly)", url, other, settings.label)
     return link
 
 
