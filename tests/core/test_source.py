@@ -145,6 +145,7 @@ class PushMeter(Pty):
         self.interval = interval
         self.only_at = only_at
         self.sent = 0
+        self.on_tick: Callable[[], None] | None = None  # called before each send (may change frames)
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
@@ -154,6 +155,8 @@ class PushMeter(Pty):
     async def _run(self) -> None:
         i = 0
         while True:
+            if self.on_tick is not None:
+                self.on_tick()
             if self.only_at is not None and self.settings != self.only_at:
                 self.write(b"\xfe\x80\x00\xf8" * 8)
             elif self.frames:
@@ -540,6 +543,7 @@ class MbusBus(Pty):
         super().__init__()
         self.slaves = {primary: (secondary(raw), raw) for primary, raw in frames.items()}
         self.silent = silent
+        self.primary_of: dict[int, int] = {}  # slave key -> primary address, when not the key itself
         self.selected: set[int] = set()
         self.requests: list[bytes] = []
         self.framer = mbus.MbusFramer()
@@ -558,7 +562,7 @@ class MbusBus(Pty):
             elif a == mbus.ADDRESS_BROADCAST_ANSWER:
                 targets = list(self.slaves)
             else:
-                targets = [p for p in self.slaves if p == a]
+                targets = [p for p in self.slaves if self.primary_of.get(p, p) == a]
             targets = [p for p in targets if p not in self.silent]
             if c == mbus.C_SND_NKE:
                 if a == mbus.ADDRESS_NETWORK:
