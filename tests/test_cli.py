@@ -404,3 +404,92 @@ def test_subprocess_every_sample(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.decode().splitlines() == ["decode: wrong key: 1 encrypted frame did not decrypt"]
+
+
+# ---------------------------------------------------------------- every protocol
+
+OTHER_DIRS = ("sml", "han_dlms", "mbus", "iec62056-21")
+OTHER_SAMPLES = (
+    sorted(
+        entry["file"].split(" ")[0]
+        for entry in MANIFEST.values()
+        if entry["file"].split("/")[0] in OTHER_DIRS
+    )
+    if CORPUS
+    else []
+)
+PROTOCOL_OF_DIR = {"sml": "sml", "han_dlms": "dlms", "mbus": "mbus", "iec62056-21": "iec62056-21"}
+
+
+def manifest_verdict(sample: str) -> tuple[list[str], int]:
+    """(the frames' check verdicts, exit status) the manifest's integrity note implies."""
+    status = next(e for name, e in MANIFEST.items() if name.split(" ")[0] == sample)["crc"]["crc_status"]
+    if "INVALID" in status and "HCS INVALID" not in status and "FCS INVALID" not in status:
+        return ["invalid"], 1  # a decoded frame whose check fails (the WR5's BCC)
+    if "INVALID" in status:
+        return [], 1  # the HDLC frame is rejected: no frame
+    if status.startswith(("n/a", "no STX", "no-crc")):
+        return ["absent"], 0
+    assert "valid" in status, status
+    return ["valid"], 0
+
+
+def test_every_protocol_has_samples() -> None:
+    assert CORPUS is not None
+    assert {sample.split("/")[0] for sample in OTHER_SAMPLES} == set(OTHER_DIRS)
+    assert len(OTHER_SAMPLES) >= 30
+
+
+@pytest.mark.parametrize("sample", OTHER_SAMPLES)
+def test_decode_every_protocol_sample(capsys: pytest.CaptureFixture[str], sample: str) -> None:
+    """--protocol auto picks the right protocol and gives the manifest's verdict."""
+    assert CORPUS is not None
+    verdicts, status = manifest_verdict(sample)
+    code, data, err = run(capsys, "--protocol", "auto", str(CORPUS / sample))
+    assert data is not None
+    assert data["protocol"] == PROTOCOL_OF_DIR[sample.split("/", maxsplit=1)[0]]
+    assert [frame["crc"] for frame in data["frames"]] == verdicts
+    assert code == status
+    if status:
+        assert len(err) == 1
+        if verdicts:
+            assert err == ["decode: no frame with a valid CRC: 1 frame failed its CRC"]
+        else:  # the HDLC frame failed its HCS, or lost its FCS and closing flag
+            assert data["errors"] and ("HCS" in data["errors"][0] or "truncated" in data["errors"][0])
+    else:
+        assert err == []
+        frame = data["frames"][0]
+        assert frame["meters"] and frame["meters"][0]["registers"]
+    # the .bin twin of a .hex sample decodes the same
+    twin = (CORPUS / sample).with_suffix(".bin")
+    if sample.endswith(".hex") and twin.exists():
+        _, same, _ = run(capsys, str(twin))
+        assert same == data
+
+
+def test_protocols_listed_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for name in ("dsmr", "sml", "dlms", "iec62056-21", "mbus"):
+        assert f"{name} (" in out
+
+
+def test_mixed_captures_keep_their_protocol(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Several frames of one protocol in one capture, with garbage between them."""
+    assert CORPUS is not None
+    sml = [(CORPUS / "sml" / name).read_bytes() for name in ("de_dzg_frame1.bin", "de_holley_frame2.bin")]
+    capture = tmp_path / "sml.bin"
+    capture.write_bytes(b"\x00\x01junk" + sml[0] + b"zz" + sml[1])
+    code, data, _ = run(capsys, str(capture))
+    assert code == 0 and data is not None
+    assert data["protocol"] == "sml"
+    assert [frame["crc"] for frame in data["frames"]] == ["valid", "valid"]
+    assert data["discarded_bytes"] == len(b"\x00\x01junk" + b"zz")
+    mbus_frames = [
+        (CORPUS / "mbus" / name).read_bytes() for name in ("lgb_g350_gas.bin", "abb_delta_electricity.bin")
+    ]
+    capture.write_bytes(b"".join(mbus_frames))
+    code, data, _ = run(capsys, "--protocol", "mbus", str(capture))
+    assert code == 0 and data is not None
+    assert len(data["frames"]) == 2
