@@ -282,6 +282,7 @@ class PtyMeter:
         self._slave = -1
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
+        self._written = b""
 
     async def __aenter__(self) -> Self:
         """Open the pty and start writing."""
@@ -296,6 +297,19 @@ class PtyMeter:
     def set_telegrams(self, telegrams: list[bytes]) -> None:
         """Replace what the meter sends."""
         self.telegrams = telegrams
+
+    @property
+    def written(self) -> bytes:
+        """Everything the port's user wrote to the meter so far."""
+        while True:
+            try:
+                data = os.read(self._master, 4096)
+            except OSError:  # BlockingIOError: nothing (more) to read
+                break
+            if not data:
+                break
+            self._written += data
+        return self._written
 
     async def _run(self) -> None:
         i = 0

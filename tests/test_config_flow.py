@@ -29,6 +29,7 @@ from custom_components.smartmeter.const import (
     CONF_PROTOCOL,
     CONF_STOPBITS,
     CONF_TIME_ZONE,
+    CONF_TRANSMIT,
     CONF_URL,
     DOMAIN,
 )
@@ -244,7 +245,7 @@ async def test_network_bridge_errors(hass: HomeAssistant, unused_tcp_port: int) 
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "cannot_connect"}
 
-    with patch("custom_components.smartmeter.config_flow.probe", side_effect=_refuse) as probe:
+    with patch("custom_components.smartmeter.config_flow.detect", side_effect=_refuse) as probe:
         result = await hass.config_entries.flow.async_configure(
             result["flow_id"], {CONF_HOST: "::1", CONF_PORT: 2323, CONF_TRANSPORT: "rfc2217"}
         )
@@ -355,11 +356,20 @@ async def test_usb_discovery_encrypted(hass: HomeAssistant) -> None:
 
 
 async def test_usb_discovery_silent_port(hass: HomeAssistant) -> None:
-    """A USB serial adapter without a meter on it is not offered."""
+    """A quiet USB adapter: the user is asked before anything is sent; no meter answers either: not offered."""
     async with PtyMeter([]) as pty:
         result = await hass.config_entries.flow.async_init(
             DOMAIN, context={"source": SOURCE_USB}, data=_usb(pty.path)
         )
+        assert result["type"] is FlowResultType.FORM
+        assert result["step_id"] == "usb_transmit"
+        assert pty.written == b""  # nothing sent without consent
+        with (
+            patch("custom_components.smartmeter.core.detect.IEC_TIMEOUT", 0.3),
+            patch("custom_components.smartmeter.core.detect.MBUS_SCAN_TIMEOUT", 0.01),
+        ):
+            result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+        assert pty.written.startswith(b"/?!\r\n")  # asked, with consent
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "not_p1_meter"
 
@@ -376,7 +386,7 @@ async def test_usb_discovery_cannot_connect(hass: HomeAssistant) -> None:
 async def test_usb_discovery_port_already_configured(hass: HomeAssistant) -> None:
     """A discovered port an entry already uses is not probed (the entry has it open)."""
     mock_entry(MISSING_PORT, "4530303434303037333832323436303139").add_to_hass(hass)
-    with patch("custom_components.smartmeter.config_flow.probe") as probe:
+    with patch("custom_components.smartmeter.config_flow.detect") as probe:
         result = await hass.config_entries.flow.async_init(
             DOMAIN, context={"source": SOURCE_USB}, data=_usb(MISSING_PORT)
         )
@@ -637,9 +647,14 @@ async def test_forms_render_for_the_frontend(
         )
         assert response.status == 200
         steps["options"] = await response.json()
-    assert [f["name"] for f in steps["serial"]["data_schema"]] == [CONF_DEVICE]
+    assert [f["name"] for f in steps["serial"]["data_schema"]] == [CONF_DEVICE, CONF_TRANSMIT]
     assert steps["serial"]["data_schema"][0]["selector"]["select"]["options"][0]["value"] == "/dev/ttyUSB0"
-    assert [f["name"] for f in steps["network"]["data_schema"]] == [CONF_HOST, CONF_PORT, CONF_TRANSPORT]
+    assert [f["name"] for f in steps["network"]["data_schema"]] == [
+        CONF_HOST,
+        CONF_PORT,
+        CONF_TRANSPORT,
+        CONF_TRANSMIT,
+    ]
     assert steps["options"]["data_schema"][0]["description"] == {"suggested_value": hass.config.time_zone}
 
 

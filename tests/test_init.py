@@ -16,7 +16,7 @@ from homeassistant.helpers import device_registry as dr, entity_registry as er, 
 from custom_components.smartmeter import async_remove_config_entry_device
 from custom_components.smartmeter.const import CONF_LIVE, CONF_TIME_ZONE, DOMAIN, FAILED_SETUPS
 from custom_components.smartmeter.core.models import Frame
-from custom_components.smartmeter.core.source import P1Source
+from custom_components.smartmeter.core.source import StreamSource
 from tests.common import (
     AM550,
     FLUVIUS,
@@ -196,9 +196,9 @@ async def test_reader_crash_makes_entities_unavailable(
     hass: HomeAssistant, caplog: pytest.LogCaptureFixture
 ) -> None:
     """If the reader itself dies, the entities say so instead of freezing on old values."""
-    real_frames = P1Source.frames
+    real_frames = StreamSource.frames
 
-    async def _frames_then_crash(self: P1Source) -> AsyncIterator[Frame]:
+    async def _frames_then_crash(self: StreamSource) -> AsyncIterator[Frame]:
         count = 0
         async for frame in real_frames(self):
             yield frame
@@ -206,7 +206,7 @@ async def test_reader_crash_makes_entities_unavailable(
             if count == 3:
                 raise RuntimeError("reader bug")
 
-    with patch.object(P1Source, "frames", _frames_then_crash):
+    with patch.object(StreamSource, "frames", _frames_then_crash):
         async with loaded_entry(hass, [corpus_telegram(AM550)]) as (entry, _pty):
             await wait_for(lambda: state_of(hass, ENERGY).state == STATE_UNAVAILABLE)
             assert entry.runtime_data.source.connected  # the link is fine, the reader is not
@@ -217,9 +217,9 @@ async def test_reader_crash_makes_entities_unavailable(
 
 async def test_reader_that_ends_goes_stale(hass: HomeAssistant) -> None:
     """A source that stops yielding frames: the entities go unavailable instead of freezing."""
-    real_frames = P1Source.frames
+    real_frames = StreamSource.frames
 
-    async def _two_frames(self: P1Source) -> AsyncIterator[Frame]:
+    async def _two_frames(self: StreamSource) -> AsyncIterator[Frame]:
         count = 0
         async for frame in real_frames(self):
             yield frame
@@ -228,7 +228,7 @@ async def test_reader_that_ends_goes_stale(hass: HomeAssistant) -> None:
                 return
 
     with (
-        patch.object(P1Source, "frames", _two_frames),
+        patch.object(StreamSource, "frames", _two_frames),
         patch("custom_components.smartmeter.coordinator.IDLE_TIMEOUT", 0.2),
     ):
         async with loaded_entry(hass, [corpus_telegram(AM550)]) as (_entry, _pty):

@@ -10,55 +10,85 @@ from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import device_registry as dr
 
 from .const import (
+    CONF_ADDRESSES,
     CONF_BAUDRATE,
     CONF_BYTESIZE,
     CONF_KEY,
     CONF_PARITY,
+    CONF_POLL_INTERVAL,
+    CONF_PROTOCOL,
+    CONF_READOUT,
     CONF_STOPBITS,
     CONF_TIME_ZONE,
     CONF_URL,
+    DEFAULT_POLL_INTERVAL,
     DOMAIN,
     FAILED_SETUPS,
     FIRST_FRAME_TIMEOUT,
     IDLE_TIMEOUT,
     OPTIONS_FLOW_RELOADS,
+    PROTOCOL_DSMR,
+    PROTOCOL_IEC,
+    PROTOCOL_MBUS,
 )
 from .coordinator import SmartMeterConfigEntry, SmartMeterCoordinator
 from .core.smarty import parse_key
-from .core.source import P1Source, SerialSettings
+from .core.source import IecReadoutSource, MbusSource, SerialSettings, StreamSource
 from .repairs import async_clear_wrong_key, async_report_wrong_key
 from .sensor import COUNTER_KEYS
 
 PLATFORMS: list[Platform] = [Platform.SENSOR]
 
 
-def build_source(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> P1Source:
-    """The meter source an entry describes."""
+def build_source(
+    hass: HomeAssistant, entry: SmartMeterConfigEntry
+) -> StreamSource | IecReadoutSource | MbusSource:
+    """The meter source an entry describes: a push stream, an IEC readout or an M-Bus master."""
     data = entry.data
     key_text = data.get(CONF_KEY)
-    zone = entry.options.get(CONF_TIME_ZONE) or hass.config.time_zone
-    return P1Source(
+    zone = ZoneInfo(entry.options.get(CONF_TIME_ZONE) or hass.config.time_zone)
+    protocol = data.get(CONF_PROTOCOL, PROTOCOL_DSMR)
+    settings = SerialSettings(
+        baudrate=data.get(CONF_BAUDRATE, 115200),
+        bytesize=data.get(CONF_BYTESIZE, 8),
+        parity=data.get(CONF_PARITY, "N"),
+        stopbits=data.get(CONF_STOPBITS, 1),
+    )
+    interval = float(entry.options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL))
+    if protocol == PROTOCOL_MBUS:
+        return MbusSource(
+            data[CONF_URL], settings, addresses=list(data[CONF_ADDRESSES]), interval=interval, tz=zone
+        )
+    if protocol == PROTOCOL_IEC and data.get(CONF_READOUT):
+        return IecReadoutSource(data[CONF_URL], interval=interval, tz=zone)
+    return StreamSource(
         data[CONF_URL],
-        SerialSettings(
-            baudrate=data.get(CONF_BAUDRATE, 115200),
-            bytesize=data.get(CONF_BYTESIZE, 8),
-            parity=data.get(CONF_PARITY, "N"),
-            stopbits=data.get(CONF_STOPBITS, 1),
-        ),
+        settings,
+        protocol=protocol,
         key=parse_key(key_text) if key_text else None,
-        tz=ZoneInfo(zone),
+        tz=zone,
         idle_timeout=IDLE_TIMEOUT,
     )
+
+
+def idle_timeout(entry: SmartMeterConfigEntry) -> float | None:
+    """How long without a good frame means the link is down; ``None``: the push default.
+
+    A polled meter answers once per interval, so its limit is three intervals.
+    """
+    if entry.data.get(CONF_PROTOCOL) == PROTOCOL_MBUS or entry.data.get(CONF_READOUT):
+        return max(IDLE_TIMEOUT, 3 * float(entry.options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL)))
+    return None
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> bool:
     """Open the meter link, wait for a first telegram, then set up the sensors."""
     source = build_source(hass, entry)
-    coordinator = SmartMeterCoordinator(hass, entry, source, COUNTER_KEYS)
+    coordinator = SmartMeterCoordinator(hass, entry, source, COUNTER_KEYS, idle_timeout=idle_timeout(entry))
     source.on_status = coordinator.async_link_status
     coordinator.async_start()
     if not await coordinator.async_wait_first(FIRST_FRAME_TIMEOUT):
-        key_error = source.key_error
+        key_error = getattr(source, "key_error", None)
         last_error = source.stats.last_error or "no data"
         await coordinator.async_stop()
         # Kept for diagnostics: what the port delivered while setup waited.

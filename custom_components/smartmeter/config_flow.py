@@ -1,9 +1,11 @@
 """Config flow: find the meter on a serial port, USB cable or network bridge.
 
-The flow never asks for a DSMR version or baud rate: it listens to the port
-(never transmitting) at the framings P1 ports use, decodes a real telegram and
-shows what it found before the user confirms. It asks for a key only when the
-telegram is encrypted.
+The flow never asks for a protocol, baud rate or parity: it listens to the
+port at the framings real meters use, recognises P1, SML, DLMS/HDLC and
+IEC 62056-21 push telegrams, decodes a real frame and shows what it found
+before the user confirms. Only when the user allows it does it transmit (the
+IEC 62056-21 sign-on, M-Bus requests), to find meters that answer only when
+asked. It asks for a key only when the frames are encrypted.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from homeassistant.util import dt as dt_util
 
 from . import const
 from .const import (
+    CONF_ADDRESSES,
     CONF_BAUDRATE,
     CONF_BYTESIZE,
     CONF_COUNTER_INTERVAL,
@@ -54,9 +57,12 @@ from .const import (
     CONF_MEASUREMENT_INTERVAL,
     CONF_METER_ID,
     CONF_PARITY,
+    CONF_POLL_INTERVAL,
     CONF_PROTOCOL,
+    CONF_READOUT,
     CONF_STOPBITS,
     CONF_TIME_ZONE,
+    CONF_TRANSMIT,
     CONF_URL,
     DEFAULT_COUNTER_INTERVAL,
     DEFAULT_DEADBAND,
@@ -65,15 +71,19 @@ from .const import (
     DEFAULT_MAX_POWER,
     DEFAULT_MAX_WATER_FLOW,
     DEFAULT_MEASUREMENT_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
     DOMAIN,
     LOGGER,
-    PROTOCOL_DSMR,
+    PROTOCOL_IEC,
+    PROTOCOL_MBUS,
+    PROTOCOL_NAMES,
 )
+from .core.detect import Detection, detect
 from .core.errors import ConnectionFailedError, NoTelegramError
 from .core.models import Frame
 from .core.ports import port_label, serial_by_id
+from .core.protocols import IEC_READOUT_SETTINGS
 from .core.smarty import parse_key
-from .core.source import ProbeResult, probe
 from .entity import MEDIUM_NAMES
 
 CONF_DEVICE = "device"
@@ -106,7 +116,9 @@ def _sample(frame: Frame) -> str:
 def _title(frame: Frame) -> str:
     main = frame.main
     assert main is not None  # a decoded frame always has a main meter
-    return f"{MEDIUM_NAMES[main.medium]} {main.serial_number or main.id}"
+    # A P1 meter's printed serial number; other protocols' IDs are the printed ones.
+    name = main.serial_number if frame.protocol == "dsmr" and main.serial_number else main.id
+    return f"{MEDIUM_NAMES[main.medium]} {name}"
 
 
 def _valid_time_zone(zone: str) -> bool:
@@ -126,7 +138,8 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         """Start with nothing found."""
         self._url: str | None = None
         self._key: str | None = None
-        self._result: ProbeResult | None = None
+        self._result: Detection | None = None
+        self._transmit = False
 
     @staticmethod
     @callback
@@ -134,17 +147,21 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         """Options of an entry."""
         return SmartMeterOptionsFlow()
 
-    async def _async_probe(self, url: str, key: str | None) -> ProbeResult:
-        """Listen on ``url``; errors as exceptions the steps map to messages."""
-        return await probe(
+    async def _async_probe(self, url: str, key: str | None, transmit: bool = False) -> Detection:
+        """Find the meter on ``url``; errors as exceptions the steps map to messages."""
+        return await detect(
             url,
             key=parse_key(key) if key else None,
-            timeout=const.PROBE_TIMEOUT,
+            tz=dt_util.get_default_time_zone(),
+            transmit=transmit,
+            listen=const.PROBE_TIMEOUT,
         )
 
-    async def _async_try(self, url: str, key: str | None, errors: dict[str, str]) -> ProbeResult | None:
+    async def _async_try(
+        self, url: str, key: str | None, errors: dict[str, str], transmit: bool = False
+    ) -> Detection | None:
         try:
-            result = await self._async_probe(url, key)
+            result = await self._async_probe(url, key, transmit)
         except ValueError:
             errors[CONF_KEY] = "invalid_key_format"
         except ConnectionFailedError as err:
@@ -182,21 +199,26 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             url = user_input[CONF_DEVICE]
             if url.startswith("/dev/"):
                 url = await self.hass.async_add_executor_job(serial_by_id, url)
-            result = await self._async_try(url, None, errors)
+            self._transmit = bool(user_input.get(CONF_TRANSMIT, False))
+            result = await self._async_try(url, None, errors, self._transmit)
             if result is not None:
                 return await self._async_found(url, result)
         return self.async_show_form(
             step_id="serial",
-            data_schema=vol.Schema(
-                {
-                    vol.Required(CONF_DEVICE): SelectSelector(
-                        SelectSelectorConfig(
-                            options=await self._async_port_options(),
-                            custom_value=True,
-                            mode=SelectSelectorMode.DROPDOWN,
-                        )
-                    )
-                }
+            data_schema=self.add_suggested_values_to_schema(
+                vol.Schema(
+                    {
+                        vol.Required(CONF_DEVICE): SelectSelector(
+                            SelectSelectorConfig(
+                                options=await self._async_port_options(),
+                                custom_value=True,
+                                mode=SelectSelectorMode.DROPDOWN,
+                            )
+                        ),
+                        vol.Optional(CONF_TRANSMIT, default=False): BooleanSelector(),
+                    }
+                ),
+                user_input,
             ),
             errors=errors,
         )
@@ -209,7 +231,8 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             if ":" in host and not host.startswith("["):
                 host = f"[{host}]"  # IPv6 literal
             url = f"{user_input[CONF_TRANSPORT]}://{host}:{user_input[CONF_PORT]}"
-            result = await self._async_try(url, None, errors)
+            self._transmit = bool(user_input.get(CONF_TRANSMIT, False))
+            result = await self._async_try(url, None, errors, self._transmit)
             if result is not None:
                 return await self._async_found(url, result)
         return self.async_show_form(
@@ -226,6 +249,7 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
                                 mode=SelectSelectorMode.LIST,
                             )
                         ),
+                        vol.Optional(CONF_TRANSMIT, default=False): BooleanSelector(),
                     }
                 ),
                 user_input,
@@ -233,7 +257,7 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             errors=errors,
         )
 
-    async def _async_found(self, url: str, result: ProbeResult) -> ConfigFlowResult:
+    async def _async_found(self, url: str, result: Detection) -> ConfigFlowResult:
         """A port answered: ask for a key if needed, else identify the meter."""
         self._url = url
         self._result = result
@@ -247,7 +271,7 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             key = user_input[CONF_KEY].strip()
-            result = await self._async_try(self._url, key, errors)
+            result = await self._async_try(self._url, key, errors, self._transmit)
             if result is not None and result.frame is not None:
                 self._key = key
                 self._result = result
@@ -273,9 +297,9 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         frame = self._result.frame
         assert frame is not None and frame.main is not None
         settings = self._result.settings
-        return {
+        data: dict[str, Any] = {
             CONF_URL: self._url,
-            CONF_PROTOCOL: PROTOCOL_DSMR,
+            CONF_PROTOCOL: self._result.protocol,
             CONF_BAUDRATE: settings.baudrate,
             CONF_BYTESIZE: settings.bytesize,
             CONF_PARITY: settings.parity,
@@ -283,6 +307,11 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             CONF_KEY: self._key,
             CONF_METER_ID: frame.main.id,
         }
+        if self._result.protocol == PROTOCOL_MBUS:
+            data[CONF_ADDRESSES] = list(self._result.addresses)
+        if self._result.protocol == PROTOCOL_IEC and settings == IEC_READOUT_SETTINGS:
+            data[CONF_READOUT] = True  # found by the sign-on: it answers only when asked
+        return data
 
     async def async_step_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show what was found; create the entry when the user agrees."""
@@ -297,9 +326,14 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             step_id="confirm",
             description_placeholders={
                 "title": _title(frame),
+                "protocol": PROTOCOL_NAMES.get(self._result.protocol, self._result.protocol),
                 "port": serialx.redact_uri(self._url),
                 "settings": self._result.settings.label,
-                "meters": str(len(frame.meters)),
+                "meters": str(
+                    len(frame.meters)
+                    if self._result.protocol != PROTOCOL_MBUS
+                    else len(self._result.addresses)
+                ),
                 "sample": _sample(frame),
                 "version": frame.version or "-",
             },
@@ -317,18 +351,34 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             f"usb_{discovery_info.vid}_{discovery_info.pid}_{discovery_info.serial_number}"
         )
         self._abort_if_unique_id_configured()
+        self.context["title_placeholders"] = {"name": discovery_info.description or url}
+        self._url = url
         try:
             result = await self._async_probe(url, None)
         except ConnectionFailedError:
             return self.async_abort(reason="cannot_connect")
         except NoTelegramError:
-            return self.async_abort(reason="not_p1_meter")
-        self.context["title_placeholders"] = {"name": discovery_info.description or url}
-        self._url = url
-        self._result = result
-        if result.frame is None:
-            return await self.async_step_key()
-        return await self._async_identified()
+            # Nothing pushes on this port: an optical head on a meter that
+            # answers only when asked, or an M-Bus master. Ask before sending.
+            return await self.async_step_usb_transmit()
+        return await self._async_found(url, result)
+
+    async def async_step_usb_transmit(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask the user's consent to send the IEC 62056-21 sign-on and M-Bus requests on a quiet port."""
+        assert self._url is not None
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            self._transmit = True
+            result = await self._async_try(self._url, None, errors, transmit=True)
+            if result is not None:
+                return await self._async_found(self._url, result)
+            if errors.get("base") == "no_telegram":
+                return self.async_abort(reason="not_p1_meter")
+        return self.async_show_form(
+            step_id="usb_transmit",
+            description_placeholders={"port": self._url},
+            errors=errors,
+        )
 
     # ---- reconfigure: change the port without losing entities ----
 
@@ -341,7 +391,8 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             if url.startswith("/dev/"):
                 url = await self.hass.async_add_executor_job(serial_by_id, url)
             key = entry.data.get(CONF_KEY)
-            result = await self._async_try(url, key, errors)
+            polled = entry.data.get(CONF_PROTOCOL) == PROTOCOL_MBUS or bool(entry.data.get(CONF_READOUT))
+            result = await self._async_try(url, key, errors, transmit=polled)
             if errors.pop(CONF_KEY, None) is not None or (result is not None and result.frame is None):
                 # The form has no key field: the stored key does not open these telegrams.
                 errors["base"] = "invalid_key"
@@ -465,6 +516,10 @@ class SmartMeterOptionsFlow(_OptionsFlow):
         for key, default, selector in _POLICY_OPTIONS:
             schema[vol.Required(key, default=default)] = selector
             suggested[key] = options.get(key, default)
+        data = self.config_entry.data
+        if data.get(CONF_PROTOCOL) == PROTOCOL_MBUS or data.get(CONF_READOUT):
+            schema[vol.Required(CONF_POLL_INTERVAL, default=DEFAULT_POLL_INTERVAL)] = _number(5, 3600, "s")
+            suggested[CONF_POLL_INTERVAL] = options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL)
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(

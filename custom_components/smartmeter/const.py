@@ -26,6 +26,11 @@ CONF_KEY: Final = "key"
 CONF_PROTOCOL: Final = "protocol"
 CONF_METER_ID: Final = "meter_id"
 CONF_TIME_ZONE: Final = "time_zone"
+# Polled links: the M-Bus slaves (MbusSource address form) and IEC 62056-21 readout.
+CONF_ADDRESSES: Final = "addresses"
+CONF_READOUT: Final = "readout"
+# The config flow may transmit (IEC sign-on, M-Bus requests) only with consent.
+CONF_TRANSMIT: Final = "transmit"
 
 # Options: how readings become recorder writes (core.policy) and what the
 # counter guard accepts (core.guard).
@@ -36,6 +41,7 @@ CONF_DEADBAND: Final = "deadband"
 CONF_MAX_POWER: Final = "max_power_kw"
 CONF_MAX_GAS_FLOW: Final = "max_gas_flow_m3h"
 CONF_MAX_WATER_FLOW: Final = "max_water_flow_m3h"
+CONF_POLL_INTERVAL: Final = "poll_interval"
 
 DEFAULT_LIVE: Final = False
 DEFAULT_COUNTER_INTERVAL: Final = 300  # s: one write per 5-minute statistics period
@@ -44,12 +50,23 @@ DEFAULT_DEADBAND: Final = 10  # % of the last written value
 DEFAULT_MAX_POWER: Final = 55  # kW: a 3x80 A home connection
 DEFAULT_MAX_GAS_FLOW: Final = 25  # m3/h: a G16 gas meter
 DEFAULT_MAX_WATER_FLOW: Final = 16  # m3/h: a Q3=16 water meter
+DEFAULT_POLL_INTERVAL: Final = 60  # s: M-Bus and IEC 62056-21 readouts
 
 # Fired per good telegram and meter with the raw (guarded, unthrottled) values;
 # excluded from the recorder, so it costs no database write.
 EVENT_READING: Final = "smartmeter_reading"
 
 PROTOCOL_DSMR: Final = "dsmr"
+PROTOCOL_MBUS: Final = "mbus"
+PROTOCOL_IEC: Final = "iec62056-21"
+# Shown in the flow and on the device.
+PROTOCOL_NAMES: Final = {
+    "dsmr": "P1 / DSMR",
+    "sml": "SML",
+    "dlms": "DLMS/COSEM (HAN)",
+    "iec62056-21": "IEC 62056-21",
+    "mbus": "M-Bus",
+}
 
 # Home Assistant 2025.8+ reloads an entry itself when its options flow changes
 # the options (OptionsFlowWithReload); before, an update listener does it.

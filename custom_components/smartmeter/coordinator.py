@@ -278,10 +278,14 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
         entry: SmartMeterConfigEntry,
         source: MeterSource,
         counter_keys: frozenset[str] = frozenset(),
+        *,
+        idle_timeout: float | None = None,
     ) -> None:
         """Set up the coordinator for one config entry's source."""
         super().__init__(hass, LOGGER, config_entry=entry, name=DOMAIN)
         self.source = source
+        # None: the push default (IDLE_TIMEOUT); polled meters answer once per interval.
+        self.idle_timeout = idle_timeout
         self.frames: deque[bytes] = deque(maxlen=RAW_HISTORY)
         self.policy = write_policy(entry.options)
         self.guards = RegisterGuards(counter_keys, max_rates(entry.options))
@@ -339,14 +343,15 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
     @callback
     def _async_watchdog(self, _now: datetime) -> None:
         """Mark the meters stale when no good telegram came for a while."""
-        if self.stale or self.hass.loop.time() - self._last_frame <= IDLE_TIMEOUT:
+        limit = IDLE_TIMEOUT if self.idle_timeout is None else self.idle_timeout
+        if self.stale or self.hass.loop.time() - self._last_frame <= limit:
             return
         self.stale = True
         if self.source.connected:  # a dropped link was reported by the source already
             LOGGER.warning(
                 "No valid telegram from %s for %.0f s: %s",
                 self.config_entry.title,
-                IDLE_TIMEOUT,
+                limit,
                 self.source.stats.last_error,
             )
         if (key_error := getattr(self.source, "key_error", None)) is not None:
