@@ -19,19 +19,9 @@ from custom_components.smartmeter.core.errors import ConnectionFailedError, NoTe
 from custom_components.smartmeter.core.protocols import SerialSettings
 from custom_components.smartmeter.core.smarty import encrypt_frame
 from custom_components.smartmeter.core.source import open_link
+from tests.simulators import MBUS_SAMPLES, MbusBus, ModeCMeter, Pty, PushMeter, corpus, secondary
 
-from .test_source import (
-    DLMS_KEY,
-    EMH,
-    MBUS_SAMPLES,
-    MbusBus,
-    ModeCMeter,
-    Pty,
-    PushMeter,
-    corpus,
-    encrypted_dlms,
-    secondary,
-)
+from .test_source import DLMS_KEY, EMH, encrypted_dlms
 
 LISTEN = 0.25
 SMARTY_KEY = bytes.fromhex("D491470F47126332B07D1923B3504188")  # published test key (corpus MANIFEST.md)

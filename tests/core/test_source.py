@@ -2,23 +2,18 @@
 
 The simulated meters sit on the master side of a pty and send real corpus
 frames; the source opens the slave path through serialx like a USB adapter.
-The pty helpers here are shared with ``test_detect.py``.
+The simulators are in ``tests/simulators.py`` (shared with ``test_detect.py`` and the
+Home Assistant tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
-import termios
-import tty
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import pytest
 
@@ -30,7 +25,7 @@ from custom_components.smartmeter.core.hdlc import crc16_x25
 from custom_components.smartmeter.core.iec62056 import parse_identification
 from custom_components.smartmeter.core.models import Frame
 from custom_components.smartmeter.core.p1 import DEFAULT_TZ
-from custom_components.smartmeter.core.protocols import PROTOCOLS, SerialSettings
+from custom_components.smartmeter.core.protocols import PROTOCOLS
 from custom_components.smartmeter.core.source import (
     Backoff,
     IecReadoutSource,
@@ -39,9 +34,8 @@ from custom_components.smartmeter.core.source import (
     StreamSource,
     parse_mbus_address,
 )
-from tests.conftest import corpus_dir
+from tests.simulators import MBUS_SAMPLES, MbusBus, ModeCMeter, Pty, PushMeter, corpus, secondary
 
-CORPUS = corpus_dir()
 FAST = Backoff(first=0.01, cap=0.05)
 DLMS_KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 TITLE = b"KFM\x10\x10\x00\x00\x23"
@@ -50,12 +44,6 @@ TITLE = b"KFM\x10\x10\x00\x00\x23"
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations() -> None:
     """The core needs no Home Assistant: override the suite-wide autouse fixture."""
-
-
-def corpus(name: str) -> bytes:
-    """A corpus sample's wire bytes (``.hex`` files as bytes)."""
-    path = CORPUS / name
-    return bytes.fromhex(path.read_text()) if path.suffix == ".hex" else path.read_bytes()
 
 
 def hdlc(info: bytes) -> bytes:
@@ -71,110 +59,6 @@ def encrypted_dlms(key: bytes = DLMS_KEY, counter: int = 1) -> bytes:
     llc = corpus("han_dlms/no_kaifa_list2.llc.bin")
     cipher = encrypt_apdu(llc[3:], key, system_title=TITLE, frame_counter=counter)
     return hdlc(llc[:3] + cipher)
-
-
-def termios_settings(fd: int) -> SerialSettings:
-    """The line settings the port's user set (read on the master side of the pty)."""
-    attrs = termios.tcgetattr(fd)
-    cflag, speed = attrs[2], attrs[5]
-    baud = next(
-        int(name[1:])
-        for name in dir(termios)
-        if name[1:].isdigit() and name[0] == "B" and getattr(termios, name) == speed
-    )
-    size = {termios.CS5: 5, termios.CS6: 6, termios.CS7: 7, termios.CS8: 8}[cflag & termios.CSIZE]
-    parity = "N" if not cflag & termios.PARENB else ("O" if cflag & termios.PARODD else "E")
-    return SerialSettings(baud, size, parity, 2 if cflag & termios.CSTOPB else 1)
-
-
-class Pty:
-    """A pseudo-terminal: the test plays the meter on the master side; ``path`` is the port."""
-
-    def __init__(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.master)
-        flags = fcntl.fcntl(self.master, fcntl.F_GETFL)
-        fcntl.fcntl(self.master, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-        self.path = os.ttyname(self.slave)
-        self.received = bytearray()  # everything the port's user wrote
-
-    @property
-    def settings(self) -> SerialSettings:
-        """What the port is set to now."""
-        return termios_settings(self.master)
-
-    def write(self, data: bytes) -> None:
-        """Send bytes to the port's user."""
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self.master, data)
-
-    def read(self) -> bytes:
-        """What the port's user wrote since the last call."""
-        data = bytearray()
-        while True:
-            try:
-                chunk = os.read(self.master, 4096)
-            except (BlockingIOError, OSError):
-                break
-            if not chunk:
-                break
-            data += chunk
-        self.received += data
-        return bytes(data)
-
-    def close(self) -> None:
-        """Close both ends."""
-        for fd in (self.master, self.slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-class PushMeter(Pty):
-    """Sends ``frames`` in a loop every ``interval`` seconds.
-
-    With ``only_at`` it sends them only while the port is set to those line
-    settings (a pty ignores them) and garbage otherwise, as a UART at the
-    wrong rate would receive.
-    """
-
-    def __init__(
-        self, frames: list[bytes], interval: float = 0.03, only_at: SerialSettings | None = None
-    ) -> None:
-        super().__init__()
-        self.frames = frames
-        self.interval = interval
-        self.only_at = only_at
-        self.sent = 0
-        self.on_tick: Callable[[], None] | None = None  # called before each send (may change frames)
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def _run(self) -> None:
-        i = 0
-        while True:
-            if self.on_tick is not None:
-                self.on_tick()
-            if self.only_at is not None and self.settings != self.only_at:
-                self.write(b"\xfe\x80\x00\xf8" * 8)
-            elif self.frames:
-                self.write(self.frames[i % len(self.frames)])
-                i += 1
-                self.sent += 1
-            self.read()  # keep what the port's user sent (tests assert it sent nothing)
-            await asyncio.sleep(self.interval)
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self.read()
-        self.close()
 
 
 async def take(
@@ -402,68 +286,6 @@ async def test_close_closes_the_port() -> None:
 
 # ---------------------------------------------------------------- IEC 62056-21 mode C
 
-EM214 = corpus("iec62056-21/de_itron_em214_modeC_noetx.txt")
-EM214_IDENT = EM214[: EM214.index(b"\n") + 1]
-
-
-def _data_message(body: bytes) -> bytes:
-    block = body + b"\x03"
-    check = 0
-    for byte in block:
-        check ^= byte
-    return b"\x02" + block + bytes((check,))
-
-
-EM214_MESSAGE = _data_message(EM214[len(EM214_IDENT) :].removeprefix(b"\x02"))
-
-
-class ModeCMeter(Pty):
-    """A mode C meter: answers each sign-on at 300 baud, sends its data at the agreed rate."""
-
-    def __init__(self, ident: bytes = EM214_IDENT, message: bytes = EM214_MESSAGE) -> None:
-        super().__init__()
-        self.ident = ident
-        self.message = message
-        self.requests: list[bytes] = []
-        self.rates: list[int] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def _line(self) -> bytes:
-        data = b""
-        while not data.endswith(b"\n"):
-            data += self.read()
-            await asyncio.sleep(0.002)
-        return data
-
-    async def _run(self) -> None:
-        while True:
-            request = await self._line()
-            if self.settings.baudrate != 300:
-                continue  # not a sign-on at the sign-on rate
-            self.requests.append(request)
-            self.write(self.ident)
-            ack = await self._line()
-            rate = {"0": 300, "1": 600, "2": 1200, "3": 2400, "4": 4800, "5": 9600}[chr(ack[2])]
-            for _ in range(400):
-                if self.settings.baudrate == rate:
-                    break
-                await asyncio.sleep(0.005)
-            self.rates.append(self.settings.baudrate)
-            self.write(self.message)
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self.close()
-
 
 async def test_iec_readout_source_polls() -> None:
     async with ModeCMeter() as meter:
@@ -520,94 +342,6 @@ async def test_iec_meter_that_does_not_answer(caplog: pytest.LogCaptureFixture) 
 
 
 # ---------------------------------------------------------------- M-Bus
-
-MBUS_SAMPLES = {
-    5: corpus("mbus/kamstrup_382_electricity.hex"),
-    7: corpus("mbus/engelmann_waterstar_water.hex"),
-    9: corpus("mbus/lgb_g350_gas.hex"),
-}
-
-
-def secondary(raw: bytes) -> str:
-    """The slave's 16-hex-digit secondary address."""
-    return mbus.decode_mbus(raw).meters[0].serial_number or ""
-
-
-class MbusBus(Pty):
-    """Slaves on a pty, answering at 2400 8E1 like an M-Bus segment (answers only when the line is set so).
-
-    ``silent`` primary addresses are slaves that never answer.
-    """
-
-    def __init__(self, frames: dict[int, bytes], silent: frozenset[int] = frozenset()) -> None:
-        super().__init__()
-        self.slaves = {primary: (secondary(raw), raw) for primary, raw in frames.items()}
-        self.silent = silent
-        self.primary_of: dict[int, int] = {}  # slave key -> primary address, when not the key itself
-        self.selected: set[int] = set()
-        self.requests: list[bytes] = []
-        self.framer = mbus.MbusFramer()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    def _answer(self, request: bytes) -> bytes | None:
-        link = mbus.parse_link_frame(request)
-        if link.kind is mbus.FrameKind.SHORT:
-            c, a = link.c & ~mbus.FCB, link.a
-            if a == mbus.ADDRESS_NETWORK:
-                targets = [p for p in self.slaves if p in self.selected]
-            elif a == mbus.ADDRESS_BROADCAST_ANSWER:
-                targets = list(self.slaves)
-            else:
-                targets = [p for p in self.slaves if self.primary_of.get(p, p) == a]
-            targets = [p for p in targets if p not in self.silent]
-            if c == mbus.C_SND_NKE:
-                if a == mbus.ADDRESS_NETWORK:
-                    self.selected.clear()
-                return b"\xe5" * len(targets) if targets else None
-            if c == mbus.C_REQ_UD2:
-                if len(targets) > 1:
-                    return b"\x00" + b"\xff" * 40  # collision
-                return self.slaves[targets[0]][1] if targets else None
-            return None
-        if link.ci == mbus.CI_SELECT:
-            mask = (
-                link.data[3::-1].hex().upper()
-                + link.data[5:3:-1].hex().upper()
-                + link.data[6:8].hex().upper()
-            )
-            self.selected = {
-                p
-                for p, (address, _) in self.slaves.items()
-                if mbus.mask_matches(mask, address) and p not in self.silent
-            }
-            if not self.selected:
-                return None
-            return b"\xe5" if len(self.selected) == 1 else b"\xe5\xff\x03"
-        return None
-
-    async def _run(self) -> None:
-        while True:
-            data = self.read()
-            if data and self.settings.baudrate == 2400:  # a pty keeps the rate, not the parity
-                for request in self.framer.feed(data):
-                    self.requests.append(request)
-                    answer = self._answer(request)
-                    if answer is not None:
-                        self.write(answer)
-            await asyncio.sleep(0.001)
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self.close()
 
 
 def test_mbus_addresses() -> None:
