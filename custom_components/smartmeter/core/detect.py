@@ -62,6 +62,8 @@ LISTEN_SETTINGS: tuple[SerialSettings, ...] = (
 MBUS_SCAN_TIMEOUT = 0.25
 # Seconds to wait for the answer to a broadcast or a read (the sample frame).
 MBUS_READ_TIMEOUT = 1.0
+# How many slaves are asked for a sample frame until one answers with a good one.
+MBUS_SAMPLE_SLAVES = 3
 # Seconds an IEC meter may stay silent at each step of the readout.
 IEC_TIMEOUT = 3.0
 
@@ -164,7 +166,9 @@ async def _try_iec(url: str, tz: tzinfo, problems: list[str]) -> Detection | Non
             return None
         except ChecksumError as err:
             if attempt:
-                return Detection("iec62056-21", IEC_READOUT_SETTINGS, None, error=str(err))
+                # Not a frame=None detection: that means "encrypted, ask for the key".
+                problems.append(f"IEC 62056-21 readout with a bad checksum, twice ({err})")
+                return None
             continue
         except ConnectionFailedError:
             raise
@@ -200,22 +204,27 @@ async def _try_mbus(url: str, tz: tzinfo, problems: list[str]) -> Detection | No
             search = await mbus.search_secondary(transact)
             if search.found:
                 addresses = list(search.found)
+        if not addresses:
+            problems.append("M-Bus answers, but no slave could be found by address")
+            return None
         frame: Frame | None = None
-        error: str | None = None
-        samples = [broadcast] if mbus.classify(broadcast) is mbus.Answer.FRAME else []
-        if not samples and addresses:
-            samples.append(await _read_one(link, addresses[0]))
-        for answer in samples:
+        error = "no slave answered REQ_UD2"
+        sample = broadcast if mbus.classify(broadcast) is mbus.Answer.FRAME else None
+        # A sample that decodes: the broadcast answer (one slave), else the first slaves in turn.
+        for address in (None, *addresses[:MBUS_SAMPLE_SLAVES]):
+            answer = sample if address is None else await _read_one(link, address)
             if answer is None:
                 continue
             try:
                 frame = mbus.decode_mbus(answer, tz=tz)
+                break
             except SmartMeterError as err:
                 error = str(err)
-        if frame is None and not addresses:
-            problems.append("M-Bus answers, but no slave could be found by address")
+        if frame is None:
+            # Not a frame=None detection: that means "encrypted, ask for the key".
+            problems.append(f"M-Bus slaves {', '.join(addresses[:MBUS_SAMPLE_SLAVES])}: {error}")
             return None
-        return Detection("mbus", MBUS_SETTINGS, frame, error=error, addresses=tuple(addresses))
+        return Detection("mbus", MBUS_SETTINGS, frame, addresses=tuple(addresses))
     finally:
         await _close_quietly(link)
 
