@@ -188,7 +188,8 @@ class ModeCMeter(_Running):
 
     ``message`` (the data message sent after the acknowledgement) can be
     changed between readouts; ``requests`` are the sign-ons it answered,
-    ``rates`` the rates it sent its data at. While ``silent`` it answers nothing.
+    ``times`` when (event-loop time) and ``rates`` the rates it sent its data at.
+    While ``silent`` it answers nothing.
     """
 
     def __init__(self, ident: bytes = EM214_IDENT, message: bytes = EM214_MESSAGE) -> None:
@@ -198,6 +199,7 @@ class ModeCMeter(_Running):
         self.silent = False
         self.requests: list[bytes] = []
         self.rates: list[int] = []
+        self.times: list[float] = []
 
     async def _line(self) -> bytes:
         data = b""
@@ -212,6 +214,7 @@ class ModeCMeter(_Running):
             if self.settings.baudrate != 300 or self.silent:
                 continue  # not a sign-on at the sign-on rate
             self.requests.append(request)
+            self.times.append(asyncio.get_running_loop().time())
             self.write(self.ident)
             ack = await self._line()
             rate = _ACK_RATES[chr(ack[2])]
