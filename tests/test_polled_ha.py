@@ -371,11 +371,24 @@ async def test_mbus_silent_slave_does_not_take_the_others_down(
     assert _errors(caplog) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="coordinator._check_new_meter takes each M-Bus slave's answer for the main meter: "
-    "every other slave raises a 'meter replaced' repair issue",
-)
+async def test_mbus_slave_silent_for_three_intervals_is_unavailable(
+    hass: HomeAssistant, entity_registry: er.EntityRegistry
+) -> None:
+    """A slave that stays silent for three polling intervals shows unavailable; the others do not."""
+    with patch("custom_components.smartmeter.IDLE_TIMEOUT", 0):
+        async with MbusBus(SLAVES) as bus:
+            entry, _ = await _add_mbus(hass, bus)
+            await _set_options(hass, entry, **{CONF_POLL_INTERVAL: 1, CONF_LIVE: True})
+            entity_ids = await _wait_readings(hass, entity_registry)
+            gas, water = entity_ids[1], entity_ids[11]
+            bus.silent.add(11)
+            await wait_for(lambda: state_of(hass, water).state == "unavailable", timeout=10)
+            assert state_of(hass, gas).state != "unavailable"
+            bus.silent.discard(11)
+            await wait_for(lambda: state_of(hass, water).state != "unavailable", timeout=10)
+            await unload(hass, entry)
+
+
 async def test_mbus_no_new_meter_issue_for_the_other_slaves(
     hass: HomeAssistant, issue_registry: ir.IssueRegistry
 ) -> None:

@@ -62,6 +62,7 @@ from .const import (
     EVENT_READING,
     IDLE_TIMEOUT,
     LOGGER,
+    PROTOCOL_MBUS,
     RAW_HISTORY,
 )
 from .core.guard import REJECTED, UNIT_FACTORS, CounterGuard, GuardLimits, Verdict
@@ -295,7 +296,10 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
         self._unsubs: list[CALLBACK_TYPE] = []
         self._boundary_listeners: list[Callable[[float], None]] = []
         self._last_frame = 0.0
-        self._booked: dict[str, tuple[object, ...]] = {}  # meter ID -> stamped readings last booked
+        self._booked: dict[str, tuple[object, ...]] = {}
+        self.last_seen: dict[
+            str, float
+        ] = {}  # meter ID -> loop time of its last good frame  # meter ID -> stamped readings last booked
         # The main meter on the link (a new identifier in its place is a new meter).
         self._main_id: str | None = entry.data.get(CONF_METER_ID)
         self.stale = False
@@ -304,6 +308,13 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
     def connected(self) -> bool:
         """Whether the link delivers good telegrams now."""
         return self.source.connected and not self.stale
+
+    def meter_reporting(self, meter_id: str) -> bool:
+        """Whether this meter answered lately (a polled bus: one silent slave among others)."""
+        if self.idle_timeout is None:
+            return True  # push links: the link's state says it for all meters
+        seen = self.last_seen.get(meter_id)
+        return seen is not None and self.hass.loop.time() - seen <= self.idle_timeout
 
     @callback
     def async_start(self) -> None:
@@ -412,7 +423,10 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
             repairs.async_clear_wrong_key(self.hass, self.config_entry.entry_id)
         meters = dict(self.data.meters) if self.data is not None else {}
         raw = _unique_meters(frame)
-        self._check_new_meter(raw)
+        if frame.protocol != PROTOCOL_MBUS:  # an M-Bus frame is one slave of many, each its own main meter
+            self._check_new_meter(raw)
+        for meter in raw:
+            self.last_seen[meter.id] = self.hass.loop.time()
         guarded: list[Meter] = []
         for meter in raw:
             checked, resets = self.guards.check(meter, time)

@@ -96,5 +96,9 @@ class SmartMeterEntity(CoordinatorEntity[SmartMeterCoordinator]):
 
     @property
     def available(self) -> bool:
-        """Available while the link delivers telegrams."""
-        return super().available and self.coordinator.connected
+        """Available while the link delivers telegrams, and (on a polled bus) while this meter answers."""
+        return (
+            super().available
+            and self.coordinator.connected
+            and self.coordinator.meter_reporting(self.meter_id)
+        )
