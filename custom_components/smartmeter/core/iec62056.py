@@ -88,9 +88,10 @@ _BLOCK_SCAN = re.compile(rb"[!\x03]|/[A-Za-z]{3}|[\x00-\x02\x04-\x08\x0b\x0c\x0e
 _BLOCK_TAIL = re.compile(rb"!(\r?\n?)(\x03?)")
 # One data set: address (may be empty: one more value of the previous address) and value.
 _DATASET = re.compile(r"([^()\r\n]*)\(([^()\r\n]*)\)")
-# Address: full "A-B:C.D.E*F" or reduced "C.D.E*F", "C.D", "C" (C, F, L, P = 96..99).
+# Address: full "A-B:C.D.E*F" or reduced "C.D.E*F", "C.D", "C" (C, F, L, P = 96..99;
+# a letter stands alone: "C2" or "6F8" is no group).
 _ADDRESS = re.compile(
-    r"(?:(\d{1,3})-(\d{1,3}):)?([0-9CFLP]{1,3})(?:\.([0-9CFLP]{1,3}))?(?:\.(\d{1,3}))?(?:[*&](\d{1,3}))?"
+    r"(?:(\d{1,3})-(\d{1,3}):)?(\d{1,3}|[CFLP])(?:\.(\d{1,3}|[CFLP]))?(?:\.(\d{1,3}))?(?:[*&](\d{1,3}))?"
 )
 _LETTER_GROUP = {"C": 96, "F": 97, "L": 98, "P": 99}
 # "(0123ABCD)" after "!" in a push telegram: a CRC16 (Swedish/Dutch mode D flavour).

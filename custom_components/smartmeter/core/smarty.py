@@ -7,6 +7,8 @@ and AAD = security byte + the authentication key (fixed and public for Smarty).
 
 from __future__ import annotations
 
+import re
+
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -17,6 +19,8 @@ GCM_TAG = 12
 # Luxmetering E-Meter P1 specification 1.1.3, 3.2.5: same for every meter.
 SMARTY_AUTH_KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 MAX_FRAME = 4096
+# The end of a telegram: its "!" line (CRC digits, if any) and the line end.
+_TELEGRAM_END = re.compile(rb"[\r\n]![0-9A-Fa-f]{0,4}[ \t]*(?:\r\n|\r|\n)?\Z")
 
 
 def frame_length(head: bytes | bytearray) -> int | None:
@@ -111,6 +115,11 @@ def decrypt_frame(
     plain = stream.update(body) + stream.finalize()
     if not plain.startswith(b"/"):
         raise WrongKeyError("the decryption key is wrong (no telegram after decryption)")
+    if _TELEGRAM_END.search(plain, max(0, len(plain) - 32)) is None:
+        # Nothing authenticates this frame, so the telegram must fill it: an
+        # authenticated frame whose security byte lost its authentication bit
+        # on the line would otherwise decrypt, its GCM tag left unchecked.
+        raise DecodeError("unauthenticated encrypted frame with data after the telegram's end")
     return plain
 
 

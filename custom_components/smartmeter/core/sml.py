@@ -628,8 +628,10 @@ def _entry(entry: SmlValue, device: _Device, tz: tzinfo) -> None:
     name, _status, val_time, unit_code, scaler, value = entry[:6]
     if not isinstance(name, bytes) or len(name) != 6:
         raise DecodeError(f"SML: a list entry's objName is not an OBIS code: {name!r}")
+    # The scaler is an Integer8: a wider one (a corrupt file) would make
+    # 10**scaler take forever or overflow the Decimal context.
     if not (unit_code is None or isinstance(unit_code, int)) or not (
-        scaler is None or isinstance(scaler, int)
+        scaler is None or (isinstance(scaler, int) and -128 <= scaler <= 127)
     ):
         raise DecodeError(f"SML: bad unit or scaler in the entry of {name.hex()}")
     obis, base, key = _obis(name)
