@@ -255,10 +255,14 @@ async def test_remove_stale_device(hass: HomeAssistant, device_registry: dr.Devi
     """A meter still in the telegrams cannot be deleted; one that stopped reporting can."""
     gas_id = "4730303339303031393336393930363139"
     async with loaded_entry(hass, [corpus_telegram(AM550)]) as (entry, _pty):
-        main = device_registry.async_get_device(identifiers={(DOMAIN, meter_id(corpus_telegram(AM550)))})
-        gas = device_registry.async_get_device(identifiers={(DOMAIN, gas_id)})
-        assert main is not None
-        assert gas is not None
+        devices = {
+            identifier: device
+            for device in dr.async_entries_for_config_entry(device_registry, entry.entry_id)
+            for domain, identifier in device.identifiers
+            if domain == DOMAIN
+        }
+        main = devices[meter_id(corpus_telegram(AM550))]
+        gas = devices[gas_id]
         old = device_registry.async_get_or_create(
             config_entry_id=entry.entry_id, identifiers={(DOMAIN, "old-gas-meter")}, name="Old gas meter"
         )

@@ -37,6 +37,7 @@ from custom_components.smartmeter.const import (
     CONF_TRANSMIT,
     CONF_URL,
     DOMAIN,
+    OPTIONS_FLOW_RELOADS,
 )
 from custom_components.smartmeter.core import detect as detect_module
 from custom_components.smartmeter.core.source import IecReadoutSource, MbusSource
@@ -113,9 +114,16 @@ async def _confirm(hass: HomeAssistant, flow_id: str) -> ConfigEntry:
 
 
 async def _set_options(hass: HomeAssistant, entry: ConfigEntry, **options: Any) -> None:
-    """Change the entry's options (the update listener reloads it)."""
+    """Change the entry's options and apply them as the options flow would (a reload).
+
+    Before Home Assistant 2025.8 the entry's update listener reloads it; from
+    then on the options flow does (OptionsFlowWithReload), so reload here.
+    """
     hass.config_entries.async_update_entry(entry, options=dict(entry.options) | options)
     await hass.async_block_till_done()
+    if OPTIONS_FLOW_RELOADS:
+        assert await hass.config_entries.async_reload(entry.entry_id)
+        await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
 
 
