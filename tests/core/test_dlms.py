@@ -509,3 +509,17 @@ def test_split_and_sniff() -> None:
     p1 = (corpus_dir() / "dsmr" / "nl_dsmr50_iskra_mt382.txt").read_bytes()
     assert not sniff_dlms(p1)
     assert split_dlms(p1) == ([], len(p1))
+
+
+@pytest.mark.parametrize("path", ENCRYPTABLE[:1], ids=_name)
+def test_damaged_encrypted_frame_is_a_checksum_error_not_a_wrong_key(path: Path) -> None:
+    """A bit flipped on the line in an encrypted HDLC frame: a bad FCS, never "wrong key" (no repair for noise)."""
+    wire = bytearray(_hdlc(b"\xe6\xe7\x00" + _glo(_apdu(path), KEY, 0x30)))
+    for position in range(12, len(wire) - 3):  # inside the ciphertext and tag, outside the header
+        damaged = bytearray(wire)
+        damaged[position] ^= 0x01
+        try:
+            frame = decode_dlms(bytes(damaged), key=KEY, auth_key=AUTH_KEY)
+        except ChecksumError:
+            continue
+        assert frame.integrity is Integrity.INVALID  # decoded, but the sources drop it

@@ -698,7 +698,13 @@ def decode_dlms(
         payload = raw
     try:
         return _decode_payload(raw, _strip_llc(payload), integrity, key, auth_key, tz, default_id)
-    except (KeyRequiredError, WrongKeyError):
+    except KeyRequiredError:
+        raise
+    except WrongKeyError as err:
+        # A frame damaged on the line does not decrypt either: that is line
+        # noise (a bad FCS), not a wrong key to ask the user about.
+        if integrity is Integrity.INVALID:
+            raise ChecksumError(f"HDLC frame check sequence (FCS) mismatch: {err}") from err
         raise
     except DecodeError as err:
         if integrity is Integrity.INVALID:
