@@ -11,15 +11,19 @@ from homeassistant.helpers import device_registry as dr
 
 from .const import (
     CONF_ADDRESSES,
+    CONF_BASE_TOPIC,
     CONF_BAUDRATE,
     CONF_BYTESIZE,
+    CONF_DEVICES,
     CONF_KEY,
+    CONF_METERS,
     CONF_PARITY,
     CONF_POLL_INTERVAL,
     CONF_PROTOCOL,
     CONF_READOUT,
     CONF_STOPBITS,
     CONF_TIME_ZONE,
+    CONF_TOPIC,
     CONF_URL,
     DEFAULT_POLL_INTERVAL,
     DOMAIN,
@@ -30,21 +34,35 @@ from .const import (
     PROTOCOL_DSMR,
     PROTOCOL_IEC,
     PROTOCOL_MBUS,
+    PROTOCOL_WMBUS,
+    PROTOCOL_Z2M,
 )
 from .coordinator import SmartMeterConfigEntry, SmartMeterCoordinator
 from .core.smarty import parse_key
 from .core.source import IecReadoutSource, MbusSource, SerialSettings, StreamSource
+from .mqtt_source import (
+    DEFAULT_WMBUS_TOPIC,
+    DEFAULT_Z2M_BASE,
+    MqttCoordinator,
+    WmbusmetersSource,
+    Zigbee2MqttSource,
+)
 from .repairs import async_clear_wrong_key, async_report_wrong_key
 from .sensor import COUNTER_KEYS
 
 PLATFORMS: list[Platform] = [Platform.SENSOR]
 
 
-def build_source(
-    hass: HomeAssistant, entry: SmartMeterConfigEntry
-) -> StreamSource | IecReadoutSource | MbusSource:
-    """The meter source an entry describes: a push stream, an IEC readout or an M-Bus master."""
+type Source = StreamSource | IecReadoutSource | MbusSource | Zigbee2MqttSource | WmbusmetersSource
+
+
+def build_source(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> Source:
+    """The meter source an entry describes: a push stream, an IEC readout, an M-Bus master or MQTT."""
     data = entry.data
+    if data.get(CONF_PROTOCOL) == PROTOCOL_Z2M:
+        return Zigbee2MqttSource(hass, data.get(CONF_BASE_TOPIC, DEFAULT_Z2M_BASE), data[CONF_DEVICES])
+    if data.get(CONF_PROTOCOL) == PROTOCOL_WMBUS:
+        return WmbusmetersSource(hass, data.get(CONF_TOPIC, DEFAULT_WMBUS_TOPIC), data[CONF_METERS])
     key_text = data.get(CONF_KEY)
     zone = ZoneInfo(entry.options.get(CONF_TIME_ZONE) or hass.config.time_zone)
     protocol = data.get(CONF_PROTOCOL, PROTOCOL_DSMR)
@@ -84,10 +102,21 @@ def idle_timeout(entry: SmartMeterConfigEntry) -> float | None:
 async def async_setup_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> bool:
     """Open the meter link, wait for a first telegram, then set up the sensors."""
     source = build_source(hass, entry)
-    coordinator = SmartMeterCoordinator(hass, entry, source, COUNTER_KEYS, idle_timeout=idle_timeout(entry))
+    coordinator: SmartMeterCoordinator
+    if isinstance(source, Zigbee2MqttSource | WmbusmetersSource):
+        # MQTT meters may report only every few minutes: the entry is ready
+        # once subscribed, each meter's entities appear with its first message.
+        await source.async_start()
+        coordinator = MqttCoordinator(hass, entry, source, COUNTER_KEYS)
+    else:
+        coordinator = SmartMeterCoordinator(
+            hass, entry, source, COUNTER_KEYS, idle_timeout=idle_timeout(entry)
+        )
     source.on_status = coordinator.async_link_status
     coordinator.async_start()
-    if not await coordinator.async_wait_first(FIRST_FRAME_TIMEOUT):
+    if not isinstance(coordinator, MqttCoordinator) and not await coordinator.async_wait_first(
+        FIRST_FRAME_TIMEOUT
+    ):
         key_error = getattr(source, "key_error", None)
         last_error = source.stats.last_error or "no data"
         await coordinator.async_stop()

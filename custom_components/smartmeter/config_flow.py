@@ -18,6 +18,7 @@ import serialx
 import voluptuous as vol
 
 from homeassistant import config_entries
+from homeassistant.components import mqtt
 from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
@@ -39,16 +40,19 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
+from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 from homeassistant.helpers.service_info.usb import UsbServiceInfo
 from homeassistant.util import dt as dt_util
 
 from . import const
 from .const import (
     CONF_ADDRESSES,
+    CONF_BASE_TOPIC,
     CONF_BAUDRATE,
     CONF_BYTESIZE,
     CONF_COUNTER_INTERVAL,
     CONF_DEADBAND,
+    CONF_DEVICES,
     CONF_KEY,
     CONF_LIVE,
     CONF_MAX_GAS_FLOW,
@@ -56,12 +60,15 @@ from .const import (
     CONF_MAX_WATER_FLOW,
     CONF_MEASUREMENT_INTERVAL,
     CONF_METER_ID,
+    CONF_METERS,
+    CONF_NAMES,
     CONF_PARITY,
     CONF_POLL_INTERVAL,
     CONF_PROTOCOL,
     CONF_READOUT,
     CONF_STOPBITS,
     CONF_TIME_ZONE,
+    CONF_TOPIC,
     CONF_TRANSMIT,
     CONF_URL,
     DEFAULT_COUNTER_INTERVAL,
@@ -77,14 +84,26 @@ from .const import (
     PROTOCOL_IEC,
     PROTOCOL_MBUS,
     PROTOCOL_NAMES,
+    PROTOCOL_WMBUS,
+    PROTOCOL_Z2M,
 )
 from .core.detect import Detection, detect
-from .core.errors import ConnectionFailedError, NoTelegramError
-from .core.models import Frame
+from .core.errors import ConnectionFailedError, DecodeError, NoTelegramError
+from .core.models import Frame, Integrity, Medium, Meter
 from .core.ports import port_label, serial_by_id
 from .core.protocols import IEC_READOUT_SETTINGS
 from .core.smarty import parse_key
+from .core.wmbusmeters import decode_wmbusmeters
+from .core.zigbee2mqtt import MAX_PAYLOAD, Z2MDevice
 from .entity import MEDIUM_NAMES
+from .mqtt_source import (
+    DEFAULT_WMBUS_TOPIC,
+    DEFAULT_Z2M_BASE,
+    MAX_DEVICE_LIST,
+    async_listen_wmbus,
+    async_listen_z2m,
+    parse_device_list,
+)
 
 CONF_DEVICE = "device"
 CONF_TRANSPORT = "transport"
@@ -121,6 +140,33 @@ def _title(frame: Frame) -> str:
     return f"{MEDIUM_NAMES[main.medium]} {name}"
 
 
+def _z2m_label(device: Z2MDevice) -> str:
+    """How a Zigbee2MQTT device is offered: its name, what it is and what it measures."""
+    what = " ".join(part for part in (device.vendor, device.model) if part)
+    medium = MEDIUM_NAMES[device.medium] if device.medium is not Medium.UNKNOWN else None
+    details = ", ".join(part for part in (what, medium, device.ieee) if part)
+    return f"{device.friendly_name} ({details})"
+
+
+def _wmbus_label(frame: Frame) -> str:
+    """How a wmbusmeters meter is offered: its ID, medium, driver and a sample reading."""
+    main = frame.main
+    assert main is not None
+    medium = MEDIUM_NAMES[main.medium] if main.medium is not Medium.UNKNOWN else None
+    sample = _sample(frame) if frame.meters[0].registers else None
+    details = ", ".join(part for part in (medium, main.model, sample) if part and part != "-")
+    return f"{main.id} ({details})"
+
+
+def _valid_topic(topic: str, *, wildcards: bool) -> bool:
+    """Whether ``topic`` can be subscribed (a base topic takes no wildcard)."""
+    try:
+        mqtt.valid_subscribe_topic(topic)
+    except vol.Invalid:
+        return False
+    return wildcards or not any(char in topic for char in "+#")
+
+
 def _valid_time_zone(zone: str) -> bool:
     """Whether ``zone`` names an IANA time zone (a path-like name is not one)."""
     try:
@@ -140,6 +186,11 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         self._key: str | None = None
         self._result: Detection | None = None
         self._transmit = False
+        # MQTT: the Zigbee2MQTT base topic and its metering devices, or the
+        # wmbusmeters topic and the meters heard on it.
+        self._topic = ""
+        self._z2m_devices: dict[str, Z2MDevice] = {}
+        self._wmbus_meters: dict[str, Frame] = {}
 
     @staticmethod
     @callback
@@ -181,7 +232,9 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask how the meter is connected."""
-        return self.async_show_menu(step_id="user", menu_options=["serial", "network"])
+        return self.async_show_menu(
+            step_id="user", menu_options=["serial", "network", "zigbee2mqtt", "wmbusmeters"]
+        )
 
     async def _async_port_options(self) -> list[SelectOptionDict]:
         ports = await serialx.async_list_serial_ports()
@@ -339,6 +392,236 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             },
         )
 
+    # ---- MQTT: Zigbee2MQTT and wmbusmeters ----
+
+    async def async_step_zigbee2mqtt(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask for Zigbee2MQTT's base topic, then read its device list."""
+        if not await mqtt.async_wait_for_mqtt_client(self.hass):
+            return self.async_abort(reason="mqtt_not_configured")
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            base = user_input[CONF_BASE_TOPIC].strip().strip("/")
+            if not _valid_topic(base, wildcards=False):
+                errors[CONF_BASE_TOPIC] = "invalid_topic"
+            else:
+                await self.async_set_unique_id(f"{PROTOCOL_Z2M}:{base}")
+                self._abort_if_unique_id_configured()
+                devices = await async_listen_z2m(self.hass, base, const.Z2M_LISTEN_TIMEOUT)
+                if devices is None:
+                    errors["base"] = "no_device_list"
+                elif not devices:
+                    errors["base"] = "no_devices"
+                else:
+                    self._topic = base
+                    self._z2m_devices = {device.ieee: device for device in devices}
+                    return await self.async_step_z2m_select()
+        return self.async_show_form(
+            step_id="zigbee2mqtt",
+            data_schema=self.add_suggested_values_to_schema(
+                vol.Schema({vol.Required(CONF_BASE_TOPIC, default=DEFAULT_Z2M_BASE): TextSelector()}),
+                user_input,
+            ),
+            errors=errors,
+        )
+
+    def _z2m_schema(self, selected: list[str]) -> vol.Schema:
+        options = [
+            SelectOptionDict(value=ieee, label=_z2m_label(device))
+            for ieee, device in sorted(self._z2m_devices.items(), key=lambda item: item[1].friendly_name)
+        ]
+        return self.add_suggested_values_to_schema(
+            vol.Schema(
+                {
+                    vol.Required(CONF_DEVICES): SelectSelector(
+                        SelectSelectorConfig(options=options, multiple=True, mode=SelectSelectorMode.LIST)
+                    )
+                }
+            ),
+            {CONF_DEVICES: selected},
+        )
+
+    def _z2m_data(self, selected: list[str]) -> dict[str, Any]:
+        return {
+            CONF_PROTOCOL: PROTOCOL_Z2M,
+            CONF_BASE_TOPIC: self._topic,
+            CONF_DEVICES: selected,
+            CONF_NAMES: {
+                ieee: self._z2m_devices[ieee].friendly_name for ieee in selected if ieee in self._z2m_devices
+            },
+        }
+
+    async def async_step_z2m_select(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """List the metering devices Zigbee2MQTT knows; the user picks which to add."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            selected = list(user_input.get(CONF_DEVICES) or [])
+            if selected:
+                return self.async_create_entry(
+                    title=f"Zigbee2MQTT ({self._topic})", data=self._z2m_data(selected)
+                )
+            errors["base"] = "nothing_selected"
+        return self.async_show_form(
+            step_id="z2m_select",
+            data_schema=self._z2m_schema(list(self._z2m_devices)),
+            description_placeholders={"topic": self._topic, "count": str(len(self._z2m_devices))},
+            errors=errors,
+        )
+
+    async def async_step_wmbusmeters(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask for wmbusmeters' MQTT topic, then listen for telegrams."""
+        if not await mqtt.async_wait_for_mqtt_client(self.hass):
+            return self.async_abort(reason="mqtt_not_configured")
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            topic = user_input[CONF_TOPIC].strip()
+            if not _valid_topic(topic, wildcards=True):
+                errors[CONF_TOPIC] = "invalid_topic"
+            else:
+                await self.async_set_unique_id(f"{PROTOCOL_WMBUS}:{topic}")
+                self._abort_if_unique_id_configured()
+                meters = await async_listen_wmbus(self.hass, topic, const.WMBUS_LISTEN_TIMEOUT)
+                if not meters:
+                    errors["base"] = "no_meters"
+                else:
+                    self._topic = topic
+                    self._wmbus_meters = meters
+                    return await self.async_step_wmbus_select()
+        return self.async_show_form(
+            step_id="wmbusmeters",
+            data_schema=self.add_suggested_values_to_schema(
+                vol.Schema({vol.Required(CONF_TOPIC, default=DEFAULT_WMBUS_TOPIC): TextSelector()}),
+                user_input,
+            ),
+            description_placeholders={"seconds": f"{const.WMBUS_LISTEN_TIMEOUT:.0f}"},
+            errors=errors,
+        )
+
+    def _wmbus_schema(self, selected: list[str]) -> vol.Schema:
+        options = [
+            SelectOptionDict(value=meter_id, label=_wmbus_label(frame))
+            for meter_id, frame in sorted(self._wmbus_meters.items())
+        ]
+        return self.add_suggested_values_to_schema(
+            vol.Schema(
+                {
+                    vol.Required(CONF_METERS): SelectSelector(
+                        SelectSelectorConfig(options=options, multiple=True, mode=SelectSelectorMode.LIST)
+                    )
+                }
+            ),
+            {CONF_METERS: selected},
+        )
+
+    async def async_step_wmbus_select(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """List the meters heard; the user picks which to add (a neighbour's meter is heard too)."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            selected = list(user_input.get(CONF_METERS) or [])
+            if selected:
+                return self.async_create_entry(
+                    title=f"wmbusmeters ({self._topic})",
+                    data={CONF_PROTOCOL: PROTOCOL_WMBUS, CONF_TOPIC: self._topic, CONF_METERS: selected},
+                )
+            errors["base"] = "nothing_selected"
+        return self.async_show_form(
+            step_id="wmbus_select",
+            data_schema=self._wmbus_schema([]),
+            description_placeholders={"topic": self._topic, "count": str(len(self._wmbus_meters))},
+            errors=errors,
+        )
+
+    async def async_step_mqtt(self, discovery_info: MqttServiceInfo) -> ConfigFlowResult:
+        """Zigbee2MQTT's device list or a wmbusmeters telegram was seen on the broker."""
+        if not await mqtt.async_wait_for_mqtt_client(self.hass):
+            return self.async_abort(reason="mqtt_not_configured")
+        topic = discovery_info.topic
+        payload = discovery_info.payload
+        if isinstance(payload, bytearray):
+            payload = bytes(payload)
+        if topic.endswith("/bridge/devices"):
+            base = topic.removesuffix("/bridge/devices")
+            await self.async_set_unique_id(f"{PROTOCOL_Z2M}:{base}")
+            self._abort_if_unique_id_configured()
+            if not payload or len(payload) > MAX_DEVICE_LIST:
+                return self.async_abort(reason="invalid_discovery_info")
+            try:
+                devices = parse_device_list(payload)
+            except DecodeError as err:
+                LOGGER.debug("Ignored device list on %s: %s", topic, err)
+                return self.async_abort(reason="invalid_discovery_info")
+            if not devices:
+                return self.async_abort(reason="no_devices")
+            self._topic = base
+            self._z2m_devices = {device.ieee: device for device in devices}
+            self.context["title_placeholders"] = {"name": f"Zigbee2MQTT ({base})"}
+            return await self.async_step_z2m_select()
+        # wmbusmeters: one telegram; listen a little longer for the other meters.
+        subscribed = discovery_info.subscribed_topic
+        await self.async_set_unique_id(f"{PROTOCOL_WMBUS}:{subscribed}")
+        self._abort_if_unique_id_configured()
+        if not payload or len(payload) > MAX_PAYLOAD:
+            return self.async_abort(reason="invalid_discovery_info")
+        try:
+            frame = decode_wmbusmeters(payload)
+        except DecodeError as err:
+            LOGGER.debug("Ignored telegram on %s: %s", topic, err)
+            return self.async_abort(reason="invalid_discovery_info")
+        if frame.main is None:
+            return self.async_abort(reason="invalid_discovery_info")
+        self._topic = subscribed
+        self._wmbus_meters = {frame.main.id: frame}
+        self._wmbus_meters |= await async_listen_wmbus(self.hass, subscribed, const.WMBUS_LISTEN_TIMEOUT)
+        self.context["title_placeholders"] = {"name": f"wmbusmeters ({subscribed})"}
+        return await self.async_step_wmbus_select()
+
+    async def async_step_reconfigure_mqtt(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Change which Zigbee2MQTT devices or wmbusmeters meters an MQTT entry follows."""
+        entry = self._get_reconfigure_entry()
+        z2m = entry.data[CONF_PROTOCOL] == PROTOCOL_Z2M
+        key = CONF_DEVICES if z2m else CONF_METERS
+        current = list(entry.data.get(key, []))
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            selected = list(user_input.get(key) or [])
+            if not selected:
+                errors["base"] = "nothing_selected"
+            elif z2m:
+                known = dict(entry.data.get(CONF_NAMES, {}))
+                data = self._z2m_data(selected)
+                kept = {ieee: known[ieee] for ieee in selected if ieee in known}
+                data[CONF_NAMES] = kept | data[CONF_NAMES]
+                return self.async_update_reload_and_abort(entry, data_updates=data)
+            else:
+                return self.async_update_reload_and_abort(entry, data_updates={CONF_METERS: selected})
+        elif z2m:
+            self._topic = entry.data[CONF_BASE_TOPIC]
+            devices = await async_listen_z2m(self.hass, self._topic, const.Z2M_LISTEN_TIMEOUT)
+            self._z2m_devices = {device.ieee: device for device in devices or []}
+        else:
+            self._topic = entry.data[CONF_TOPIC]
+            self._wmbus_meters = await async_listen_wmbus(self.hass, self._topic, const.WMBUS_LISTEN_TIMEOUT)
+        if z2m:
+            names = entry.data.get(CONF_NAMES, {})
+            for ieee in current:  # a selected device not listed now stays selectable
+                if ieee not in self._z2m_devices:
+                    self._z2m_devices[ieee] = Z2MDevice(
+                        ieee, names.get(ieee, ieee), None, None, None, Medium.UNKNOWN, ()
+                    )
+            schema = self._z2m_schema(current)
+        else:
+            for meter_id in current:
+                if meter_id not in self._wmbus_meters:
+                    self._wmbus_meters[meter_id] = Frame(
+                        PROTOCOL_WMBUS, Integrity.ABSENT, (Meter(meter_id, Medium.UNKNOWN),)
+                    )
+            schema = self._wmbus_schema(current)
+        return self.async_show_form(
+            step_id="reconfigure_mqtt",
+            data_schema=schema,
+            description_placeholders={"topic": self._topic},
+            errors=errors,
+        )
+
     # ---- USB discovery ----
 
     async def async_step_usb(self, discovery_info: UsbServiceInfo) -> ConfigFlowResult:
@@ -383,8 +666,10 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
     # ---- reconfigure: change the port without losing entities ----
 
     async def async_step_reconfigure(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Move the meter to another port or bridge."""
+        """Move the meter to another port or bridge; MQTT entries: change the selection."""
         entry = self._get_reconfigure_entry()
+        if entry.data.get(CONF_PROTOCOL) in (PROTOCOL_Z2M, PROTOCOL_WMBUS):
+            return await self.async_step_reconfigure_mqtt()
         errors: dict[str, str] = {}
         if user_input is not None:
             url = user_input[CONF_DEVICE].strip()

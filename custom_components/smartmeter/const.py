@@ -59,6 +59,17 @@ EVENT_READING: Final = "smartmeter_reading"
 PROTOCOL_DSMR: Final = "dsmr"
 PROTOCOL_MBUS: Final = "mbus"
 PROTOCOL_IEC: Final = "iec62056-21"
+# Meters read through Home Assistant's MQTT integration.
+PROTOCOL_Z2M: Final = "zigbee2mqtt"
+PROTOCOL_WMBUS: Final = "wmbusmeters"
+MQTT_PROTOCOLS: Final = frozenset({PROTOCOL_Z2M, PROTOCOL_WMBUS})
+# MQTT entries: Zigbee2MQTT's base topic and the selected IEEE addresses (with
+# their friendly names when added, for display), wmbusmeters' topic and meter IDs.
+CONF_BASE_TOPIC: Final = "base_topic"
+CONF_DEVICES: Final = "devices"
+CONF_NAMES: Final = "names"
+CONF_TOPIC: Final = "topic"
+CONF_METERS: Final = "meters"
 # Shown in the flow and on the device.
 PROTOCOL_NAMES: Final = {
     "dsmr": "P1 / DSMR",
@@ -66,6 +77,8 @@ PROTOCOL_NAMES: Final = {
     "dlms": "DLMS/COSEM (HAN)",
     "iec62056-21": "IEC 62056-21",
     "mbus": "M-Bus",
+    "zigbee2mqtt": "Zigbee2MQTT",
+    "wmbusmeters": "wmbusmeters (wireless M-Bus)",
 }
 
 # Home Assistant 2025.8+ reloads an entry itself when its options flow changes
@@ -81,5 +94,9 @@ FIRST_FRAME_TIMEOUT: Final = 30.0
 PROBE_TIMEOUT: Final = 12.0
 # No data for this long means the link is dead: reconnect.
 IDLE_TIMEOUT: Final = 60.0
+# How long the config flow waits for Zigbee2MQTT's retained device list, and
+# listens for wmbusmeters telegrams (wM-Bus meters send every 10 s to minutes).
+Z2M_LISTEN_TIMEOUT: Final = 5.0
+WMBUS_LISTEN_TIMEOUT: Final = 30.0
 # Raw telegrams kept for diagnostics.
 RAW_HISTORY: Final = 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -10,12 +11,33 @@ import serialx
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_KEY, CONF_METER_ID, CONF_URL, FAILED_SETUPS
+from .const import (
+    CONF_DEVICES,
+    CONF_KEY,
+    CONF_METER_ID,
+    CONF_METERS,
+    CONF_NAMES,
+    CONF_URL,
+    FAILED_SETUPS,
+)
 from .coordinator import SmartMeterConfigEntry, SmartMeterCoordinator
 from .core.models import Meter
 
 REDACTED = "**REDACTED**"
-TO_REDACT = {CONF_KEY, CONF_METER_ID, "id", "serial_number", "parent_id", "unique_id"}
+TO_REDACT = {
+    CONF_KEY,
+    CONF_METER_ID,
+    "id",
+    "serial_number",
+    "parent_id",
+    "unique_id",
+    # MQTT entries: the selected IEEE addresses / meter IDs and the devices' names.
+    CONF_DEVICES,
+    CONF_METERS,
+    CONF_NAMES,
+}
+# Identifiers in MQTT JSON payloads (wmbusmeters' id and name, Zigbee2MQTT's addresses).
+_JSON_IDS = frozenset({"id", "name", "ieee_address", "friendly_name", "address"})
 # Registers that hold an equipment identifier (shown only redacted, as the meter's ID).
 _ID_KEYS = frozenset({"equipment_id", "meter_serial", "logical_device_name", "meter_id"})
 # P1 lines that carry equipment identifiers: 0-0:96.1.1, 0-n:96.1.0, 0-0:42.0.0, 1-0:0.0.0
@@ -31,10 +53,23 @@ def redact_url(url: str) -> str:
     return _USERINFO.sub(f"{REDACTED}@", serialx.redact_uri(url))
 
 
+def _redact_json(raw: bytes) -> str | None:
+    """A JSON object payload (MQTT) with its identifiers replaced; ``None`` if it is none."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return json.dumps({key: REDACTED if key in _JSON_IDS else value for key, value in data.items()})
+
+
 def redact_telegram(raw: bytes) -> str:
     """A telegram as text with its equipment identifiers replaced."""
     if raw[:1] == b"\xdb":
         return f"<encrypted frame, {len(raw)} bytes>"
+    if raw[:1] == b"{" and (text := _redact_json(raw)) is not None:
+        return text
     text = raw.decode("latin-1")
     return _ID_LINE.sub(lambda m: f"{m.group(1)}({REDACTED})", text)
 
@@ -61,7 +96,8 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """Return diagnostics for a config entry, also while its setup waits for the meter."""
     data = dict(entry.data)
-    data[CONF_URL] = redact_url(data[CONF_URL])
+    if CONF_URL in data:
+        data[CONF_URL] = redact_url(data[CONF_URL])
     coordinator: SmartMeterCoordinator | None = getattr(entry, "runtime_data", None)
     if coordinator is None:
         # Not loaded: what the last failed setup attempt received, if any.
@@ -75,6 +111,9 @@ async def async_get_config_entry_diagnostics(
         return diagnostics
     source = coordinator.source
     meters = [_meter(meter) for meter in coordinator.data.meters.values()] if coordinator.data else []
+    mqtt = getattr(source, "diagnostics", None)
+    if mqtt is not None:  # MQTT sources: ignored messages by reason, topics followed
+        diagnostics["mqtt"] = mqtt()
     return diagnostics | {
         "connected": coordinator.connected,
         "link": source.stats.as_dict(),
