@@ -38,6 +38,7 @@ MEDIUM_NAMES: dict[Medium, str] = {
     Medium.HOT_WATER: "Hot water meter",
     Medium.HEAT: "Heat meter",
     Medium.COOLING: "Cooling meter",
+    Medium.HEAT_COST_ALLOCATOR: "Heat cost allocator",
     Medium.UNKNOWN: "P1 meter",
 }
 

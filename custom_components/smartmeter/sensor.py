@@ -260,6 +260,8 @@ def _descriptions() -> tuple[SmartMeterSensorEntityDescription, ...]:
     for direction in ("import", "export"):
         out.append(_energy(f"energy_{direction}_total"))
         out.extend(_energy(f"energy_{direction}_tariff_{tariff}") for tariff in range(1, 5))
+        # Tempo/EJP contracts (LiXee ZLinky) have up to ten tiers.
+        out.extend(_energy(f"energy_{direction}_tariff_{tariff}", enabled=False) for tariff in range(5, 11))
         out.append(_power(f"power_{direction}"))
         # Per-phase values: enabled by the user where wanted (as Home Assistant's dsmr does).
         out.extend(_power(f"power_{direction}_l{phase}", enabled=False) for phase in (1, 2, 3))
@@ -381,6 +383,14 @@ def _descriptions() -> tuple[SmartMeterSensorEntityDescription, ...]:
     # SML meters report the signed net power (import positive, export negative).
     out.append(_power("power_net"))
     out.extend(_power(f"power_net_l{phase}", enabled=False) for phase in (1, 2, 3))
+    # Heat cost allocators count units, not energy: a reading with no unit.
+    out.append(
+        SmartMeterSensorEntityDescription(
+            key="hca_units",
+            translation_key="hca_units",
+            state_class=SensorStateClass.TOTAL_INCREASING,
+        )
+    )
     out.append(_diagnostic("error_flags"))
     out.append(_diagnostic("meter_model", value_fn=_text))
     out.append(_diagnostic("list_version", value_fn=_text))

@@ -91,7 +91,7 @@ EXPECTED: dict[str, tuple[Medium, dict[str, tuple[str, str | None]]]] = {
         {"water": ("253.409", "m3"), "wmbus_consumption_at_reporting_date_m3": ("228.854", "m3")},
     ),
     "fhkvdataiv_14542076_hca": (
-        Medium.UNKNOWN,  # no heat cost allocator Medium member yet
+        Medium.HEAT_COST_ALLOCATOR,
         {"hca_units": ("2", None), "wmbus_consumption_at_set_date_hca": ("25", None)},
     ),
     "gwfgas_23115250_gas": (
@@ -192,8 +192,8 @@ def test_real_timestamp_stamps_meter_and_registers() -> None:
         ("heat/cooling load", Medium.HEAT),
         ("cooling load volume at outlet", Medium.COOLING),
         ("electricity", Medium.ELECTRICITY),
-        ("heat cost allocation", Medium.UNKNOWN),
-        ("heat cost allocator", Medium.UNKNOWN),
+        ("heat cost allocation", Medium.HEAT_COST_ALLOCATOR),
+        ("heat cost allocator", Medium.HEAT_COST_ALLOCATOR),
         ("smoke detector", Medium.UNKNOWN),
     ],
 )

@@ -1346,8 +1346,8 @@ MBUS_MEDIUM: dict[int, Medium] = {
     0x16: Medium.WATER,
     0x17: Medium.WATER,
     0x28: Medium.WATER,  # waste water
+    0x08: Medium.HEAT_COST_ALLOCATOR,
 }
-# Medium byte 08 (heat cost allocator) has no Medium member yet: UNKNOWN.
 MEDIUM_HEAT_COST_ALLOCATOR = 0x08
 
 MEDIUM_NAMES: dict[int, str] = {

@@ -27,6 +27,7 @@ class Medium(StrEnum):
     HOT_WATER = "hot_water"
     HEAT = "heat"
     COOLING = "cooling"
+    HEAT_COST_ALLOCATOR = "heat_cost_allocator"
     UNKNOWN = "unknown"
 
 

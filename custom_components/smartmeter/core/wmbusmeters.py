@@ -164,8 +164,11 @@ _SKIP: Final = frozenset({"_", "media", "meter", "name", "id", "timestamp"})
 
 
 def media_medium(media: str) -> Medium:
-    """The medium of a wmbusmeters ``media`` string (UNKNOWN for heat cost allocators and others)."""
-    return _MEDIA.get(media.strip().lower(), Medium.UNKNOWN)
+    """The medium of a wmbusmeters ``media`` string (UNKNOWN for media we do not know)."""
+    text = media.strip().lower()
+    if text in HEAT_COST_ALLOCATOR_MEDIA:
+        return Medium.HEAT_COST_ALLOCATOR
+    return _MEDIA.get(text, Medium.UNKNOWN)
 
 
 def _number(value: object, field: str) -> Decimal | None:
