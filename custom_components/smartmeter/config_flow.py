@@ -404,7 +404,8 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             if not _valid_topic(base, wildcards=False):
                 errors[CONF_BASE_TOPIC] = "invalid_topic"
             else:
-                await self.async_set_unique_id(f"{PROTOCOL_Z2M}:{base}")
+                # A discovery flow for the same topic may be waiting: this one goes on.
+                await self.async_set_unique_id(f"{PROTOCOL_Z2M}:{base}", raise_on_progress=False)
                 self._abort_if_unique_id_configured()
                 devices = await async_listen_z2m(self.hass, base, const.Z2M_LISTEN_TIMEOUT)
                 if devices is None:
@@ -477,7 +478,7 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             if not _valid_topic(topic, wildcards=True):
                 errors[CONF_TOPIC] = "invalid_topic"
             else:
-                await self.async_set_unique_id(f"{PROTOCOL_WMBUS}:{topic}")
+                await self.async_set_unique_id(f"{PROTOCOL_WMBUS}:{topic}", raise_on_progress=False)
                 self._abort_if_unique_id_configured()
                 meters = await async_listen_wmbus(self.hass, topic, const.WMBUS_LISTEN_TIMEOUT)
                 if not meters:
