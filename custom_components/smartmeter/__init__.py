@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from zoneinfo import ZoneInfo
 
-from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.const import STATE_UNKNOWN, Platform
+from homeassistant.core import HomeAssistant, State
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 
 from .const import (
     CONF_ADDRESSES,
@@ -15,6 +16,7 @@ from .const import (
     CONF_BAUDRATE,
     CONF_BYTESIZE,
     CONF_DEVICES,
+    CONF_ENTITIES,
     CONF_KEY,
     CONF_METERS,
     CONF_PARITY,
@@ -30,8 +32,10 @@ from .const import (
     FAILED_SETUPS,
     FIRST_FRAME_TIMEOUT,
     IDLE_TIMEOUT,
+    LOGGER,
     OPTIONS_FLOW_RELOADS,
     PROTOCOL_DSMR,
+    PROTOCOL_ENTITY,
     PROTOCOL_IEC,
     PROTOCOL_MBUS,
     PROTOCOL_WMBUS,
@@ -40,6 +44,7 @@ from .const import (
 from .coordinator import SmartMeterConfigEntry, SmartMeterCoordinator
 from .core.smarty import parse_key
 from .core.source import IecReadoutSource, MbusSource, SerialSettings, StreamSource
+from .entity_source import EntitySource, FollowedEntity, describe, meter_id_for
 from .mqtt_source import (
     DEFAULT_WMBUS_TOPIC,
     DEFAULT_Z2M_BASE,
@@ -53,12 +58,38 @@ from .sensor import COUNTER_KEYS
 PLATFORMS: list[Platform] = [Platform.SENSOR]
 
 
-type Source = StreamSource | IecReadoutSource | MbusSource | Zigbee2MqttSource | WmbusmetersSource
+type Source = (
+    StreamSource | IecReadoutSource | MbusSource | Zigbee2MqttSource | WmbusmetersSource | EntitySource
+)
+
+
+def _followed(hass: HomeAssistant, entity_ids: list[str]) -> list[FollowedEntity]:
+    """What each chosen entity feeds: from its state, or its registry entry before it has one."""
+    registry = er.async_get(hass)
+    followed: list[FollowedEntity] = []
+    for entity_id in entity_ids:
+        state = hass.states.get(entity_id)
+        if state is None and (entry := registry.async_get(entity_id)) is not None:
+            attributes = {
+                "device_class": entry.device_class or entry.original_device_class,
+                "unit_of_measurement": entry.unit_of_measurement,
+            }
+            state = State(entity_id, STATE_UNKNOWN, attributes)
+        found = describe(state) if state is not None else None
+        if found is None:
+            LOGGER.warning(
+                "%s is not an energy, gas, water or power sensor (any more): not followed", entity_id
+            )
+            continue
+        followed.append(FollowedEntity(entity_id, meter_id_for(hass, entity_id), *found))
+    return followed
 
 
 def build_source(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> Source:
     """The meter source an entry describes: a push stream, an IEC readout, an M-Bus master or MQTT."""
     data = entry.data
+    if data.get(CONF_PROTOCOL) == PROTOCOL_ENTITY:
+        return EntitySource(hass, _followed(hass, list(data[CONF_ENTITIES])))
     if data.get(CONF_PROTOCOL) == PROTOCOL_Z2M:
         return Zigbee2MqttSource(hass, data.get(CONF_BASE_TOPIC, DEFAULT_Z2M_BASE), data[CONF_DEVICES])
     if data.get(CONF_PROTOCOL) == PROTOCOL_WMBUS:
@@ -108,6 +139,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -
         # once subscribed, each meter's entities appear with its first message.
         await source.async_start()
         coordinator = MqttCoordinator(hass, entry, source, COUNTER_KEYS)
+    elif isinstance(source, EntitySource):
+        # Followed entities change when their meter counts (a water meter may
+        # stand still all night): availability comes from their states, not
+        # from time since the last change.
+        coordinator = MqttCoordinator(hass, entry, source, COUNTER_KEYS, idle_timeout=math.inf)
     else:
         coordinator = SmartMeterCoordinator(
             hass, entry, source, COUNTER_KEYS, idle_timeout=idle_timeout(entry)

@@ -27,8 +27,11 @@ from homeassistant.config_entries import (
 )
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import callback
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.selector import (
     BooleanSelector,
+    EntitySelector,
+    EntitySelectorConfig,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -53,6 +56,7 @@ from .const import (
     CONF_COUNTER_INTERVAL,
     CONF_DEADBAND,
     CONF_DEVICES,
+    CONF_ENTITIES,
     CONF_KEY,
     CONF_LIVE,
     CONF_MAX_GAS_FLOW,
@@ -81,6 +85,7 @@ from .const import (
     DEFAULT_POLL_INTERVAL,
     DOMAIN,
     LOGGER,
+    PROTOCOL_ENTITY,
     PROTOCOL_IEC,
     PROTOCOL_MBUS,
     PROTOCOL_NAMES,
@@ -96,6 +101,7 @@ from .core.smarty import parse_key
 from .core.wmbusmeters import decode_wmbusmeters
 from .core.zigbee2mqtt import MAX_PAYLOAD, Z2MDevice
 from .entity import MEDIUM_NAMES
+from .entity_source import describe
 from .mqtt_source import (
     DEFAULT_WMBUS_TOPIC,
     DEFAULT_Z2M_BASE,
@@ -233,7 +239,8 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask how the meter is connected."""
         return self.async_show_menu(
-            step_id="user", menu_options=["serial", "network", "zigbee2mqtt", "wmbusmeters"]
+            step_id="user",
+            menu_options=["serial", "network", "zigbee2mqtt", "wmbusmeters", "zha", "entity"],
         )
 
     async def _async_port_options(self) -> list[SelectOptionDict]:
@@ -466,6 +473,107 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             data_schema=self._z2m_schema(list(self._z2m_devices)),
             description_placeholders={"topic": self._topic, "count": str(len(self._z2m_devices))},
             errors=errors,
+        )
+
+    # ---- existing entities: ZHA meters and any cumulative sensor ----
+
+    @callback
+    def _zha_meters(self) -> list[SelectOptionDict]:
+        """ZHA Smart Energy Metering summation sensors (energy, gas, water), labelled by device."""
+        registry = er.async_get(self.hass)
+        devices = dr.async_get(self.hass)
+        options: list[SelectOptionDict] = []
+        for entry in registry.entities.values():
+            if entry.platform != "zha" or entry.domain != "sensor" or entry.disabled_by is not None:
+                continue
+            state = self.hass.states.get(entry.entity_id)
+            if state is None or state.attributes.get("state_class") != "total_increasing":
+                continue
+            if describe(state) is None:
+                continue
+            device = devices.async_get(entry.device_id) if entry.device_id else None
+            name = (device.name_by_user or device.name) if device is not None else None
+            label = f"{name}: {state.name}" if name else state.name
+            options.append(SelectOptionDict(value=entry.entity_id, label=label))
+        return sorted(options, key=lambda option: option["label"])
+
+    async def async_step_zha(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Pick ZHA meters: each summation sensor, with its device's demand sensor, becomes a meter."""
+        options = self._zha_meters()
+        if not options:
+            return self.async_abort(reason="no_zha_meters")
+        if user_input is not None:
+            chosen: list[str] = list(user_input[CONF_ENTITIES])
+            # The instantaneous demand of the same device comes along.
+            registry = er.async_get(self.hass)
+            devices = {
+                entry.device_id for e in chosen if (entry := registry.async_get(e)) and entry.device_id
+            }
+            for entry in registry.entities.values():
+                state = self.hass.states.get(entry.entity_id)
+                if (
+                    entry.platform == "zha"
+                    and entry.device_id in devices
+                    and entry.entity_id not in chosen
+                    and state is not None
+                    and (found := describe(state)) is not None
+                    and found[0] == "power_import"
+                ):
+                    chosen.append(entry.entity_id)
+            return await self._async_entities_entry(chosen, "ZHA meters")
+        return self.async_show_form(
+            step_id="zha",
+            data_schema=vol.Schema(
+                {
+                    vol.Required(CONF_ENTITIES): SelectSelector(
+                        SelectSelectorConfig(options=options, multiple=True, mode=SelectSelectorMode.LIST)
+                    )
+                }
+            ),
+        )
+
+    async def async_step_entity(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Pick any existing energy, gas, water (and power) sensors to follow as meters."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            chosen = list(user_input[CONF_ENTITIES])
+            unusable = [
+                entity_id
+                for entity_id in chosen
+                if (state := self.hass.states.get(entity_id)) is None or describe(state) is None
+            ]
+            if unusable:
+                errors[CONF_ENTITIES] = "not_a_meter_entity"
+            else:
+                return await self._async_entities_entry(chosen, "Meters from entities")
+        return self.async_show_form(
+            step_id="entity",
+            data_schema=self.add_suggested_values_to_schema(
+                vol.Schema(
+                    {
+                        vol.Required(CONF_ENTITIES): EntitySelector(
+                            EntitySelectorConfig(
+                                domain="sensor",
+                                device_class=["energy", "gas", "water", "power"],
+                                multiple=True,
+                            )
+                        )
+                    }
+                ),
+                user_input,
+            ),
+            errors=errors,
+        )
+
+    async def _async_entities_entry(self, chosen: list[str], title: str) -> ConfigFlowResult:
+        entities = sorted(set(chosen))
+        await self.async_set_unique_id(f"{PROTOCOL_ENTITY}:{','.join(entities)}")
+        self._abort_if_unique_id_configured()
+        names = [state.name for entity_id in entities if (state := self.hass.states.get(entity_id))]
+        if len(names) == 1:
+            title = names[0]
+        return self.async_create_entry(
+            title=title, data={CONF_PROTOCOL: PROTOCOL_ENTITY, CONF_ENTITIES: entities}
         )
 
     async def async_step_wmbusmeters(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:

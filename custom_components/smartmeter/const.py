@@ -61,6 +61,9 @@ PROTOCOL_MBUS: Final = "mbus"
 PROTOCOL_IEC: Final = "iec62056-21"
 # Meters read through Home Assistant's MQTT integration.
 PROTOCOL_Z2M: Final = "zigbee2mqtt"
+# Existing Home Assistant entities (ZHA, Shelly, ESPHome, ...) followed as meters.
+PROTOCOL_ENTITY: Final = "entity"
+CONF_ENTITIES: Final = "entities"
 PROTOCOL_WMBUS: Final = "wmbusmeters"
 MQTT_PROTOCOLS: Final = frozenset({PROTOCOL_Z2M, PROTOCOL_WMBUS})
 # MQTT entries: Zigbee2MQTT's base topic and the selected IEEE addresses (with

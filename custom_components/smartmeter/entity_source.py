@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -108,19 +108,29 @@ class EntitySource:
         self._queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize=1000)
         self._unsub: CALLBACK_TYPE | None = None
         self._closed = False
+        self.on_status: Callable[[bool], None] | None = None
+        self._was_connected: bool | None = None
 
     @property
     def connected(self) -> bool:
         """Whether at least one followed entity has a number now."""
         return any(_number(self.hass.states.get(entity_id)) is not None for entity_id in self.followed)
 
-    def _frame(self, meter_id: str) -> Frame | None:
+    def _frame(self, meter_id: str, changed: State | None = None) -> Frame | None:
+        """The meter's frame from its entities' states (``changed``: the state an event carried).
+
+        Events are handled after the state machine moved on: a value that was
+        replaced at once (a zero, then the right reading) must still be judged.
+        """
         registers: list[Register] = []
         medium = Medium.UNKNOWN
         for item in self.followed.values():
             if item.meter_id != meter_id:
                 continue
-            state = self.hass.states.get(item.entity_id)
+            if changed is not None and changed.entity_id == item.entity_id:
+                state: State | None = changed
+            else:
+                state = self.hass.states.get(item.entity_id)
             value = _number(state)
             if value is None or state is None:
                 continue
@@ -145,13 +155,18 @@ class EntitySource:
         item = self.followed.get(event.data["entity_id"])
         if item is None or self._closed:
             return
+        connected = self.connected
+        if connected != self._was_connected:
+            self._was_connected = connected
+            if self.on_status is not None:
+                self.on_status(connected)
         if _number(event.data["new_state"]) is None:
             self.not_numeric[item.entity_id] = self.not_numeric.get(item.entity_id, 0) + 1
             self.stats.frames_undecodable += 1
             new = event.data["new_state"]
             self.stats.last_error = f"{item.entity_id} is {new.state if new is not None else 'removed'}"
             return
-        frame = self._frame(item.meter_id)
+        frame = self._frame(item.meter_id, event.data["new_state"])
         if frame is None:
             return
         self.stats.frames_ok += 1
