@@ -29,7 +29,7 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.smartmeter.const import CONF_DEVICES, CONF_LIVE, DOMAIN
+from custom_components.smartmeter.const import CONF_DEVICES, DOMAIN
 from tests.common import state_of, unload, wait_for
 from tests.mqtt_common import FRIENT, FRIENT_NAME, bridge_devices, frient_states
 
@@ -106,7 +106,6 @@ async def test_zigbee2mqtt_on_a_real_broker(
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {CONF_DEVICES: [FRIENT]})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     entry = result["result"]
-    hass.config_entries.async_update_entry(entry, options={CONF_LIVE: True})
     await hass.async_block_till_done()
     await wait_for(lambda: entry.state is ConfigEntryState.LOADED)
     first, second = frient_states()
@@ -126,18 +125,23 @@ async def test_zigbee2mqtt_on_a_real_broker(
     await wait_for(lambda: state_of(hass, energy).state == "1362.15")
     assert state_of(hass, power).state == "462"
     assert state_of(hass, power).attributes["unit_of_measurement"] == "W"
+    # The second corpus message (463 W) is within the default write policy's 10 % deadband:
+    # it is taken, not written. A change beyond it is written at once.
     await _publish(hass, broker, f"zigbee2mqtt/{FRIENT_NAME}", second)
-    await wait_for(lambda: state_of(hass, power).state == "463")
+    await _publish(hass, broker, f"zigbee2mqtt/{FRIENT_NAME}", b'{"energy": 1362.16, "power": 600}')
+    await wait_for(lambda: state_of(hass, power).state == "600")
+    assert entry.runtime_data.source.stats.frames_ok >= 3
 
     # Renamed in Zigbee2MQTT: the new retained list moves the subscription.
     await _publish(
         hass, broker, "zigbee2mqtt/bridge/devices", bridge_devices({FRIENT: "cellar/meter"}), retain=True
     )
     async with asyncio.timeout(20):
-        while state_of(hass, power).state != "500":
-            await _publish(hass, broker, "zigbee2mqtt/cellar/meter", b'{"energy": 1362.16, "power": 500}')
+        while state_of(hass, power).state != "800":
+            await _publish(hass, broker, "zigbee2mqtt/cellar/meter", b'{"energy": 1362.16, "power": 800}')
             await asyncio.sleep(0.2)
-    assert Decimal(state_of(hass, energy).state) == Decimal("1362.16")
+    # The counter's 0.01 kWh step is held back by the default write policy (one write per 5 min).
+    assert Decimal(state_of(hass, energy).state) == Decimal("1362.15")
     assert entity_registry.async_get_entity_id("sensor", DOMAIN, f"{FRIENT}_power_import") == power
     source = entry.runtime_data.source
     assert source.connected

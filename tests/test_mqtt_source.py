@@ -124,8 +124,7 @@ async def test_zigbee2mqtt_entities_and_values(
         (DOMAIN, PLUG),
     }
     assert entity_registry.async_get_entity_id("sensor", DOMAIN, f"{LINKY}_energy_import_total") is None
-    frient = device_registry.async_get_device(identifiers={(DOMAIN, FRIENT)})
-    assert frient is not None
+    frient = next(device for device in devices if (DOMAIN, FRIENT) in device.identifiers)
     assert frient.model == "ZHEMI101"
     await unload(hass, entry)
 

@@ -336,12 +336,40 @@ class MqttCoordinator(SmartMeterCoordinator):
     ) -> None:
         """Start with no meter: entities appear with each meter's first message."""
         super().__init__(hass, entry, source, counter_keys, idle_timeout=idle_timeout)
+        self._changed: frozenset[str] | None = None
         protocol = getattr(source, "protocol", "mqtt")
         self.data = SmartMeterData(meters={}, frame=Frame(protocol, Integrity.ABSENT, ()))
 
     @callback
     def _check_new_meter(self, meters: list[Meter]) -> None:
         """Every selected device is its own meter: no main meter to replace."""
+
+    @callback
+    def async_handle_frame(self, frame: Frame) -> None:
+        """Handle one meter's message, notifying only that meter's entities (and the platform)."""
+        self._changed = frozenset(meter.id for meter in frame.meters)
+        try:
+            super().async_handle_frame(frame)
+        finally:
+            self._changed = None
+
+    @callback
+    def async_update_listeners(self) -> None:
+        """Notify the listeners; during a message, not the entities of the other meters.
+
+        An entry may follow hundreds of meters, each reporting on its own: an
+        entity whose meter did not report has nothing new to offer its write
+        policy (its own next message comes within its report interval).
+        Availability changes (broker connection, staleness) reach every entity.
+        """
+        changed = self._changed
+        if changed is None:
+            super().async_update_listeners()
+            return
+        for update_callback, _context in list(self._listeners.values()):
+            meter_id = getattr(getattr(update_callback, "__self__", None), "meter_id", None)
+            if meter_id is None or meter_id in changed:
+                update_callback()
 
 
 async def async_listen_z2m(hass: HomeAssistant, base: str, timeout: float) -> list[Z2MDevice] | None:
