@@ -254,6 +254,8 @@ class _LinkSource:
                         was_down = False
                     yield frame
             except SmartMeterError as err:
+                if self._closed:
+                    break  # close() ended the session: not a lost connection
                 self.stats.last_error = str(err)
                 self.stats.disconnects += 1
                 self._set_connected(False)
@@ -262,8 +264,6 @@ class _LinkSource:
                     was_down = True
                 else:
                     _LOGGER.debug("Still cannot reach %s: %s", self._label, err)
-            if self._closed:
-                break
             await asyncio.sleep(self._backoff.next_delay())
 
     async def close(self) -> None:
