@@ -567,9 +567,7 @@ def _value(node: Node, clock: bool, tz: tzinfo) -> RegisterValue:
         return cosem_datetime(raw, tz)
     if tag in (NULL, DONT_CARE):
         return None
-    if isinstance(raw, bytes):
-        return raw.hex().upper()
-    return None
+    return raw.hex().upper()  # bit string, date, time: every other tag parse_data gives holds bytes
 
 
 def _positional(entries: list[_Entry]) -> list[_Entry]:
