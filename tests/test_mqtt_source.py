@@ -7,10 +7,12 @@ staleness between slow reports, unsubscribing on unload.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import timedelta
 from decimal import Decimal
+from unittest.mock import patch
 
 import pytest
 
@@ -326,4 +328,40 @@ async def test_connection_state_follows_the_broker(
     async_dispatcher_send(hass, MQTT_CONNECTION_STATE, True)
     await hass.async_block_till_done()
     assert state_of(hass, entity_id).state == "101.886"
+    await unload(hass, entry)
+
+
+def test_large_device_lists() -> None:
+    """Lists larger than the core parser reads at once are read entry by entry; garbage is a DecodeError."""
+    from custom_components.smartmeter.core.errors import DecodeError
+    from custom_components.smartmeter.mqtt_source import MAX_DEVICE_LIST, parse_device_list
+
+    devices = json.loads(bridge_devices())
+    # A device listed twice, a broken entry and an entry too large to read even alone.
+    oversized = {"ieee_address": "0x0000000000000009", "friendly_name": "big", "notes": "x" * (5 << 20)}
+    big = json.dumps([*devices, *devices, {"ieee_address": 5}, oversized]).encode()
+    assert {d.ieee for d in parse_device_list(big)} == {FRIENT, PLUG, LINKY}
+    assert len(parse_device_list(big)) == 3
+    for bad in (b"[" * (6 << 20), b'{"a": "' + b"x" * (6 << 20) + b'"}', b"x" * (MAX_DEVICE_LIST + 1)):
+        with pytest.raises(DecodeError):
+            parse_device_list(bad)
+
+
+async def test_unusable_friendly_name_and_a_stalled_coordinator(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, entity_registry: er.EntityRegistry
+) -> None:
+    """A name with a wildcard cannot be subscribed (counted); a full queue drops and counts."""
+    entry = z2m_entry([FRIENT, PLUG])
+    await _setup(hass, entry)
+    await fire(hass, "zigbee2mqtt/bridge/devices", bridge_devices({PLUG: "plug+1"}))
+    source = _source(entry, Zigbee2MqttSource)
+    assert source.diagnostics()["ignored"] == {"bad_friendly_name": 1}
+    assert "zigbee2mqtt/plug+1" not in source.diagnostics()["topics"]
+    first, _second = frient_states()
+    with patch.object(source._queue, "put_nowait", side_effect=asyncio.QueueFull):
+        await fire(hass, f"zigbee2mqtt/{FRIENT_NAME}", first)
+    assert source.diagnostics()["ignored"]["queue_full"] == 1
+    assert entity_registry.async_get_entity_id("sensor", DOMAIN, f"{FRIENT}_power_import") is None
+    await fire(hass, f"zigbee2mqtt/{FRIENT_NAME}", first)
+    assert _value(hass, entity_registry, FRIENT, "power_import") == 462
     await unload(hass, entry)

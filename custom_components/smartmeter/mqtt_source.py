@@ -37,7 +37,13 @@ from .core.errors import DecodeError
 from .core.models import Frame, Integrity, LinkStats, Meter
 from .core.source import MeterSource
 from .core.wmbusmeters import decode_wmbusmeters
-from .core.zigbee2mqtt import MAX_PAYLOAD, Z2MDevice, decode_state, parse_bridge_devices
+from .core.zigbee2mqtt import (
+    MAX_PAYLOAD,
+    PayloadTooLarge,
+    Z2MDevice,
+    decode_state,
+    parse_bridge_devices,
+)
 
 # Zigbee2MQTT's device list carries every device's exposes: about 5-10 kB per
 # device, so a large network's list is far above a state message's limit.
@@ -56,14 +62,18 @@ MQTT_IDLE_TIMEOUT = 3 * 3600.0
 def parse_device_list(payload: bytes | str) -> list[Z2MDevice]:
     """The metering devices of a ``bridge/devices`` payload of any size up to :data:`MAX_DEVICE_LIST`.
 
-    The core parser reads up to :data:`MAX_PAYLOAD` bytes, the size of a state
-    message; a larger network's list is split into its entries here, each
-    parsed alone. DecodeError when the payload is no JSON array.
+    Zigbee2MQTT's list carries every device's exposes (5-10 kB per device). A
+    list larger than the core parser reads at once is split into its entries
+    here, each parsed alone (an entry too large even alone is skipped, as the
+    core parser skips a broken one). DecodeError when the payload is no JSON
+    array.
     """
-    if len(payload) <= MAX_PAYLOAD:
-        return parse_bridge_devices(payload)
     if len(payload) > MAX_DEVICE_LIST:
         raise DecodeError(f"bridge/devices: {len(payload)} bytes, over {MAX_DEVICE_LIST}")
+    try:
+        return parse_bridge_devices(payload)
+    except PayloadTooLarge:
+        pass
     try:
         entries = json.loads(payload)
     except (ValueError, RecursionError) as err:
@@ -75,7 +85,7 @@ def parse_device_list(payload: bytes | str) -> list[Z2MDevice]:
         try:
             parsed = parse_bridge_devices(json.dumps([entry]))
         except DecodeError:
-            continue  # an oversized entry, skipped as the core parser skips a broken one
+            continue
         for device in parsed:
             devices.setdefault(device.ieee, device)
     return list(devices.values())
