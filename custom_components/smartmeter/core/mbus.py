@@ -1040,9 +1040,7 @@ def _datetime_value(data: bytes, tz: tzinfo) -> datetime | None:
         return _type_f(data, tz)
     if size == 2:
         return _type_g(data, tz)
-    if size == 6:
-        return _type_i(data, tz)
-    return None
+    return _type_i(data, tz)  # size 6: the caller passes 2, 4 or 6 bytes
 
 
 def _scaled(raw: int, exponent: int) -> Decimal:
@@ -1159,9 +1157,7 @@ def parse_records(
         vib = data[vib_start:pos]
         # What the VIF says.
         orthogonal = vifes
-        if vif in (0xFD, 0xFB):
-            if not vifes:
-                raise DecodeError(f"VIF {vif:02X} without its extension VIFE")
+        if vif in (0xFD, 0xFB):  # both have the extension bit: vifes holds at least one
             stem, unit, exponent, kind = (_EXT_FD if vif == 0xFD else _EXT_FB)[vifes[0] & 0x7F]
             if stem == "reserved":
                 stem = f"vif_{vif:02x}_{vifes[0] & 0x7F:02x}"
@@ -1228,6 +1224,10 @@ def parse_records(
             unit = None
         if coding == _NODATA:
             value = None
+        elif coding == _VAR:  # text, whatever the VIF (a date too)
+            value = raw[::-1].decode("latin-1")
+            if kind == _NUM:
+                unit = text_unit if code == 0x7C else unit
         elif kind in (_DATETIME, _DATE):
             if coding == _BIN and length in (2, 4, 6):
                 value = _datetime_value(raw, tz)
@@ -1235,10 +1235,6 @@ def parse_records(
                 value = raw[::-1].hex()  # type J time of day, kept as hex hhmmss
             else:
                 value = _plain_value(raw, coding, signed=True)
-        elif coding == _VAR:  # text
-            value = raw[::-1].decode("latin-1")
-            if kind == _NUM:
-                unit = text_unit if code == 0x7C else unit
         elif kind == _NUM:
             number = _plain_value(raw, coding, signed=True)
             if isinstance(number, int):
@@ -1288,9 +1284,7 @@ def _plain_value(raw: bytes, coding: int, signed: bool) -> int | Decimal | str |
     if coding == -_BCD:
         number = _bcd(raw)
         return -number if number is not None else None
-    if coding == _REAL:
-        return _float32_decimal(raw)
-    return raw.hex()
+    return _float32_decimal(raw)  # _REAL: no-data and LVAR text never come here
 
 
 def parse_user_data(
