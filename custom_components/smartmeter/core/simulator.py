@@ -169,8 +169,7 @@ class _NumberFormat:
 def _number_value(text: str) -> Decimal:
     """The number of a ``002130.115*kWh`` group."""
     match = _NUMBER.match(text)
-    if match is None:
-        raise ValueError(f"not a number: {text!r}")
+    assert match is not None  # the callers parsed the same text with _NumberFormat.parse
     return Decimal(match[1] + ("." + match[2] if match[2] else ""))
 
 
