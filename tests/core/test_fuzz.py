@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from custom_components.smartmeter.core.crc import crc16_arc_reference
-from custom_components.smartmeter.core.errors import SmartMeterError
+from custom_components.smartmeter.core.errors import DecodeError, SmartMeterError
 from custom_components.smartmeter.core.framer import P1Framer
 from custom_components.smartmeter.core.models import Frame, Integrity
 from custom_components.smartmeter.core.obis import MAIN_REGISTERS
@@ -164,3 +164,9 @@ def test_framer_never_raises_and_loses_no_byte(parts: list[bytes], chunk: int) -
     for raw in frames:
         assert raw in data
         _not_valid_unless_crc_checks_out(raw, _decode(raw, key=KEY))
+
+
+def test_damaged_header_is_no_meter() -> None:
+    """Regression (hypothesis): a telegram whose "/" was damaged and whose data holds a bare "/" is no meter."""
+    with pytest.raises(DecodeError, match="no meter identification"):
+        decode_telegram(b"junk/\r\n\r\n1-0:1.8.0(00000896.020*kWh)\r\n!")

@@ -556,6 +556,10 @@ def _main_meter(
             break
     else:
         meter_id = header.replace("\\", "").replace("\x02", "")
+    if not meter_id.strip():
+        # Neither an equipment identifier nor an identification line: a damaged
+        # telegram (a bare "/" found in its data), not a meter.
+        raise DecodeError("no meter identification: no equipment identifier and an empty header")
     manufacturer, model = _split_header(header)
     return _meter(
         meter_id,
