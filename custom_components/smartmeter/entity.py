@@ -45,7 +45,7 @@ MEDIUM_NAMES: dict[Medium, str] = {
 
 def device_info(meter: Meter) -> dict[str, Any]:
     """Device registry fields of a meter (its parent link aside)."""
-    name = MEDIUM_NAMES[meter.medium]
+    name = meter.name or MEDIUM_NAMES[meter.medium]
     if meter.channel:
         name = f"{name} (M-Bus {meter.channel})"
     info: dict[str, Any] = {

@@ -78,6 +78,9 @@ class Meter:
     model: str | None = None
     serial_number: str | None = None
     parent_id: str | None = None
+    # The name the meter goes by where it was configured (a Zigbee2MQTT friendly
+    # name, a wmbusmeters meter name); None: named after its medium.
+    name: str | None = None
 
     def register(self, key: str) -> Register | None:
         """Return the register with this key, if the frame carried it."""

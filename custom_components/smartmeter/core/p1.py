@@ -94,7 +94,9 @@ def _meter(
 ) -> Meter:
     """Build a frozen Meter at plain-object speed."""
     meter = _new(Meter)
-    s_id, s_medium, s_channel, s_registers, s_stamp, s_manufacturer, s_model, s_serial, s_parent = _METER_SET
+    (s_id, s_medium, s_channel, s_registers, s_stamp, s_manufacturer, s_model, s_serial, s_parent, s_name) = (
+        _METER_SET
+    )
     s_id(meter, meter_id)
     s_medium(meter, medium)
     s_channel(meter, channel)
@@ -104,6 +106,7 @@ def _meter(
     s_model(meter, model)
     s_serial(meter, serial_number)
     s_parent(meter, parent_id)
+    s_name(meter, None)
     return meter
 
 

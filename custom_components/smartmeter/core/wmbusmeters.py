@@ -230,6 +230,8 @@ def decode_wmbusmeters(payload: bytes | str) -> Frame:
         raise DecodeError(f"wmbusmeters {meter_id}: bad or missing media")
     driver = data.get("meter")
     driver = driver if isinstance(driver, str) and driver and len(driver) <= 64 else None
+    name = data.get("name")
+    name = name.strip() if isinstance(name, str) and name.strip() and len(name) <= 64 else None
     medium = media_medium(media)
     stamp = _timestamp(data.get("timestamp"))
     registers: dict[str, Register] = {}
@@ -260,5 +262,6 @@ def decode_wmbusmeters(payload: bytes | str) -> Frame:
         manufacturer=driver,
         model=driver,
         serial_number=meter_id,
+        name=name,
     )
     return Frame(protocol=PROTOCOL, integrity=Integrity.ABSENT, meters=(meter,), raw=raw)

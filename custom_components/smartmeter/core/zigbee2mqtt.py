@@ -470,6 +470,7 @@ def decode_state(device: Z2MDevice, payload: bytes | str) -> Frame:
         registers=registers,
         manufacturer=device.vendor,
         model=device.model,
+        name=device.friendly_name,
     )
     return Frame(protocol=PROTOCOL, integrity=Integrity.ABSENT, meters=(meter,), raw=raw)
 
