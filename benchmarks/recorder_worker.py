@@ -12,7 +12,7 @@ Home Assistant runs on the simulated clock of :mod:`benchmarks.recorder_sim`
 compiles its 5-minute and hourly statistics on its own schedule, as it would
 in a real day. Each telegram is written after the previous one was framed by
 the integration (a hook counts ``DSMRProtocol.handle_telegram`` /
-``P1Source.decode`` calls; the integration's handling of a telegram runs in
+``StreamSource.decode`` calls; the integration's handling of a telegram runs in
 the same event-loop step), and the clock jumps to the telegram's second just
 before, so every state is stamped with its telegram's second. The recorder
 thread is drained before each CPU reading, so the rows an integration causes
@@ -144,22 +144,23 @@ def counting(arrivals: Arrivals) -> Iterator[None]:
     """Count every telegram either integration frames (a call wrapped around their framing point)."""
     from dsmr_parser.clients.protocol import DSMRProtocol  # noqa: PLC0415 - only here
 
-    from custom_components.smartmeter.core.source import P1Source  # noqa: PLC0415
+    # Entries read P1 through StreamSource (P1Source is its P1-only subclass).
+    from custom_components.smartmeter.core.source import StreamSource  # noqa: PLC0415
 
     original_handle = DSMRProtocol.handle_telegram
-    original_decode = P1Source.decode
+    original_decode = StreamSource.decode
 
     def handle_telegram(self: Any, telegram: Any) -> Any:
         arrivals.tick()
         return original_handle(self, telegram)
 
-    def decode(self: P1Source, raw: bytes) -> Any:
+    def decode(self: StreamSource, raw: bytes) -> Any:
         arrivals.tick()
         return original_decode(self, raw)
 
     with (
         patch.object(DSMRProtocol, "handle_telegram", handle_telegram),
-        patch.object(P1Source, "decode", decode),
+        patch.object(StreamSource, "decode", decode),
     ):
         yield
 
