@@ -28,7 +28,9 @@ from custom_components.smartmeter.core.smarty import encrypt_frame, parse_key
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "p1"
 TELEGRAMS = [path.read_bytes() for path in sorted(FIXTURES.glob("*.txt"))]
 KEY = parse_key("D491470F47126332B07D1923B3504188")
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 _END_LINE = re.compile(rb"[\r\n]!([0-9A-Fa-f]{1,4})[ \t]*(?:\r\n|\r|\n|$)")
 
 
@@ -107,7 +109,11 @@ def test_corrupted_telegrams(raw: bytes, changes: list[tuple[float, int]]) -> No
         damaged[int(where * len(raw))] ^= mask
     frame = _decode(bytes(damaged))
     _not_valid_unless_crc_checks_out(bytes(damaged), frame)
-    if frame is not None and frame.integrity is Integrity.VALID:
+    changed = sum(a != b for a, b in zip(damaged, raw, strict=True))
+    # CRC16 catches any error within one byte, so such a telegram is never VALID
+    # with other values. Several damaged bytes can collide with the CRC (1 in
+    # 65,536): VALID then only says the CRC checks out, which is asserted above.
+    if frame is not None and frame.integrity is Integrity.VALID and changed <= 1:
         assert frame.meters == decode_telegram(raw).meters
 
 
