@@ -108,6 +108,8 @@ class SmartMeterData:
     meters: dict[str, Meter]
     frame: Frame
     received: datetime = field(default_factory=dt_util.utcnow)
+    # The meters this frame reported (an M-Bus or MQTT frame is one meter of many).
+    changed: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -435,7 +437,11 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
             meters[meter.id] = checked
             guarded.append(checked)
         self.frames.append(frame.raw)
-        self.async_set_updated_data(SmartMeterData(meters=meters, frame=frame, received=received))
+        self.async_set_updated_data(
+            SmartMeterData(
+                meters=meters, frame=frame, received=received, changed=tuple(meter.id for meter in guarded)
+            )
+        )
         for meter in guarded:
             self.hass.bus.async_fire(
                 EVENT_READING,

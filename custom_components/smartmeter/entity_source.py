@@ -25,9 +25,8 @@ from homeassistant.core import CALLBACK_TYPE, Event, EventStateChangedData, Home
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.event import async_track_state_change_event
 
+from .const import PROTOCOL_ENTITY
 from .core.models import Frame, Integrity, LinkStats, Medium, Meter, Register
-
-PROTOCOL_ENTITY = "entity"
 
 # Unit (lower case) -> (register key, medium) for a cumulative sensor.
 _COUNTERS: dict[tuple[str, str], tuple[str, Medium]] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -426,12 +426,15 @@ async def async_setup_entry(
     devices: dict[str, str] = {}  # meter ID -> device registry ID
 
     @callback
-    def _add_new() -> None:
-        # Checked on every telegram: a meter or register can appear, or get its
-        # first real value (a gas reading stamped "no value" until the meter syncs).
+    def _add_new(meter_ids: Iterable[str] | None = None) -> None:
+        # Checked on every frame for the meters it reported (one of hundreds on
+        # an MQTT entry): a meter or register can appear, or get its first real
+        # value (a gas reading stamped "no value" until the meter syncs).
         new: list[SmartMeterSensor] = []
+        data = coordinator.data
+        meters = [data.meters[meter_id] for meter_id in (data.changed if meter_ids is None else meter_ids)]
         # Main meters first: a sub-meter's device links to its main meter's.
-        for meter in sorted(coordinator.data.meters.values(), key=lambda m: m.parent_id is not None):
+        for meter in sorted(meters, key=lambda m: m.parent_id is not None):
             done = known.setdefault(meter.id, set())
             found = [
                 description
@@ -451,7 +454,7 @@ async def async_setup_entry(
         if new:
             async_add_entities(new)
 
-    _add_new()
+    _add_new(coordinator.data.meters)  # every meter seen before the platform was set up
     entry.async_on_unload(coordinator.async_add_listener(_add_new))
 
 
