@@ -40,11 +40,11 @@ from ..models import Medium
 
 _LOGGER = logging.getLogger(__name__)
 
-# Register keys of cloud interval data (the same keys the local sources use).
-ENERGY_IMPORT = "energy_import"
-ENERGY_EXPORT = "energy_export"
-GAS_VOLUME = "gas_volume"
-GAS_ENERGY = "gas_energy"
+# Register keys of cloud interval data: the keys local sources use for the same
+# quantity (core/obis.py), so entities and statistics read alike.
+ENERGY_IMPORT = "energy_import_total"
+ENERGY_EXPORT = "energy_export_total"
+GAS = "gas"  # gas consumption, in m3 or kWh as the provider states it
 
 
 # --------------------------------------------------------------------------- errors
