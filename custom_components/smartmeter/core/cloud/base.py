@@ -22,8 +22,10 @@ UTC, per meter and register.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -199,12 +201,14 @@ class RequestBudget:
         """Spend one request."""
         now = self.clock()
         self._prune(now)
-        if len(self._times) >= self.limit:
-            wait = self._times[0] + self.window - now
+        if len(self._times) >= max(self.limit, 0):
+            # With no request in the window (a limit of 0), nothing frees up sooner than a window.
+            wait = (self._times[0] + self.window - now) if self._times else self.window
             raise CloudRateLimitError(
                 f"request budget spent ({self.limit} per {self.window:.0f} s): next in {wait:.0f} s", wait
             )
-        self._times.append(now)
+        # Kept sorted even when the wall clock steps back: the oldest time is first.
+        bisect.insort(self._times, now)
 
     async def async_load(self) -> None:
         """Load the request times saved before a restart (bad data counts as none)."""
@@ -224,7 +228,8 @@ class RequestBudget:
         if self.store is None:
             return
         self._prune(self.clock())
-        await self.store.async_save({"times": self._times})
+        # A copy: the store may keep the object (and serialise it later) while we go on appending.
+        await self.store.async_save({"times": list(self._times)})
 
 
 # --------------------------------------------------------------------------- http
@@ -249,12 +254,15 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # "nan", "inf", "1e999": not a wait anyone can honour; the caller backs off as without the header.
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -298,6 +306,10 @@ class HttpJson:
             text = text.replace(secret, "**REDACTED**")
         return text
 
+    def _snippet(self, text: str) -> str:
+        # Redact before cutting: a secret cut in two at the end of the snippet would leak its start.
+        return _snippet(self._clean(text))
+
     async def request(
         self,
         method: str,
@@ -311,7 +323,7 @@ class HttpJson:
         """The decoded JSON body of a 2xx answer, after retries; a typed error otherwise."""
         policy = self.policy
         last: CloudError | None = None
-        for attempt in range(policy.attempts):
+        for attempt in range(max(1, policy.attempts)):
             if self.budget is not None:
                 self.budget.take()  # raises CloudRateLimitError when spent
             self.requests += 1
@@ -353,13 +365,14 @@ class HttpJson:
                     content_type = resp.headers.get("Content-Type", "")
         except TimeoutError as err:
             raise CloudTemporaryError(
-                f"{self.provider}: no answer from {where} in {self.policy.timeout:.0f} s"
+                f"{self.provider}: no answer from {where} in {self.policy.timeout:g} s"
             ) from err
         except aiohttp.ClientError as err:
             raise CloudTemporaryError(
                 f"{self.provider}: cannot reach {where}: {self._clean(type(err).__name__)}"
             ) from err
-        text = body.decode("utf-8", "replace")
+        # utf-8-sig: a byte order mark before the JSON is not an error (RFC 8259 lets parsers ignore it).
+        text = body.decode("utf-8-sig", "replace")
         if status in (401, 403):
             raise CloudAuthError(f"{self.provider}: credentials refused (HTTP {status})")
         if status == 429:
@@ -368,19 +381,17 @@ class HttpJson:
             raise CloudTemporaryError(f"{self.provider}: server error HTTP {status} from {where}")
         if "html" in content_type.lower() or text.lstrip()[:1] == "<":
             raise CloudResponseError(
-                f"{self.provider}: HTML page instead of JSON (HTTP {status}) from {where}: {self._clean(_snippet(text))}"
+                f"{self.provider}: HTML page instead of JSON (HTTP {status}) from {where}: {self._snippet(text)}"
             )
         try:
             data = json.loads(text, parse_float=Decimal)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:  # RecursionError: nesting deeper than the parser goes
             raise CloudResponseError(
-                f"{self.provider}: malformed JSON (HTTP {status}) from {where}: {self._clean(_snippet(text))}"
+                f"{self.provider}: malformed JSON (HTTP {status}) from {where}: {self._snippet(text)}"
             ) from err
         if status >= 400:
             # A JSON error body (the client may read it, e.g. GraphQL errors or "detail").
-            raise CloudResponseError(
-                f"{self.provider}: HTTP {status} from {where}: {self._clean(_snippet(text))}"
-            )
+            raise CloudResponseError(f"{self.provider}: HTTP {status} from {where}: {self._snippet(text)}")
         return data
 
 
@@ -395,7 +406,10 @@ def parse_time(value: object, what: str = "time") -> datetime:
         raise CloudResponseError(f"{what}: bad timestamp {value[:40]!r}") from err
     if stamp.tzinfo is None:
         raise CloudResponseError(f"{what}: timestamp without an offset {value[:40]!r}")
-    return stamp.astimezone(UTC)
+    try:
+        return stamp.astimezone(UTC)
+    except OverflowError as err:  # 9999-12-31T23:30:00-01:00 is past datetime.max in UTC
+        raise CloudResponseError(f"{what}: timestamp out of range {value[:40]!r}") from err
 
 
 def parse_decimal(value: object, what: str = "value") -> Decimal:
@@ -407,8 +421,8 @@ def parse_decimal(value: object, what: str = "value") -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise CloudResponseError(f"{what}: expected a number, got {type(value).__name__}")
     try:
-        number = Decimal(repr(value) if isinstance(value, float) else str(value))
-    except ArithmeticError as err:
+        number = Decimal(repr(value) if isinstance(value, float) else value)
+    except (ArithmeticError, ValueError) as err:
         raise CloudResponseError(f"{what}: bad number {str(value)[:40]!r}") from err
     if not number.is_finite():
         raise CloudResponseError(f"{what}: not a finite number")

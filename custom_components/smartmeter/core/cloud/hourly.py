@@ -30,6 +30,7 @@ from .base import Interval
 
 HOUR = timedelta(hours=1)
 _HOUR_S = 3600
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def floor_hour(stamp: datetime) -> datetime:
@@ -60,12 +61,21 @@ def hourly(intervals: Iterable[Interval]) -> dict[datetime, Decimal]:
         if interval.end <= start + HOUR:
             hours[start] = hours.get(start, Decimal(0)) + interval.value
             continue
-        total = Decimal(int((interval.end - interval.start).total_seconds()))
+        # Shares by exact whole microseconds (whole seconds would divide by zero for an
+        # interval under a second across an hour boundary, and lose the fractions); the
+        # last hour takes what is left, so the shares add up to the value exactly even when
+        # the division does not terminate (1 kWh over 3 hours).
+        total = Decimal((interval.end - interval.start) // _MICROSECOND)
+        spread = Decimal(0)
         cursor = interval.start
         while cursor < interval.end:
             hour = floor_hour(cursor)
             stop = min(hour + HOUR, interval.end)
-            share = interval.value * Decimal(int((stop - cursor).total_seconds())) / total
+            if stop < interval.end:
+                share = interval.value * Decimal((stop - cursor) // _MICROSECOND) / total
+                spread += share
+            else:
+                share = interval.value - spread
             hours[hour] = hours.get(hour, Decimal(0)) + share
             cursor = stop
     return hours
@@ -101,6 +111,8 @@ def import_window(
 
 def chunks(start: datetime, end: datetime, size: timedelta) -> list[tuple[datetime, datetime]]:
     """``[start, end)`` cut into consecutive windows of at most ``size``, oldest first."""
+    if size <= timedelta(0):
+        raise ValueError(f"chunk size must be positive, not {size}")  # it would never advance
     windows: list[tuple[datetime, datetime]] = []
     cursor = start
     while cursor < end:
