@@ -1,0 +1,1 @@
+"""Fake cloud provider APIs (local aiohttp servers) for tests and benchmarks."""
