@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from homeassistant.const import STATE_UNKNOWN, Platform
@@ -10,7 +11,9 @@ from homeassistant.core import HomeAssistant, State
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 
+from .cloud import CloudConfigEntry, CloudCoordinator, device_id, make_client, provider_budget
 from .const import (
+    CLOUD_PROTOCOLS,
     CONF_ADDRESSES,
     CONF_BASE_TOPIC,
     CONF_BAUDRATE,
@@ -130,8 +133,30 @@ def idle_timeout(entry: SmartMeterConfigEntry) -> float | None:
     return None
 
 
+async def _async_setup_cloud(hass: HomeAssistant, entry: CloudConfigEntry) -> bool:
+    """Discover a cloud account's meters, import their statistics, then set up the sensors."""
+    client = make_client(hass, dict(entry.data), dict(entry.options))
+    coordinator = CloudCoordinator(hass, entry, client, provider_budget(hass, entry.data[CONF_PROTOCOL]))
+    await coordinator.async_config_entry_first_refresh()
+    entry.runtime_data = coordinator
+    entry.async_on_unload(coordinator.async_stop)
+    if not OPTIONS_FLOW_RELOADS:
+        options = dict(entry.options)
+
+        async def _async_entry_updated(hass: HomeAssistant, entry: CloudConfigEntry) -> None:
+            if dict(entry.options) != options:
+                await hass.config_entries.async_reload(entry.entry_id)
+
+        entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    coordinator.async_start_live()
+    return True
+
+
 async def async_setup_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> bool:
     """Open the meter link, wait for a first telegram, then set up the sensors."""
+    if entry.data.get(CONF_PROTOCOL) in CLOUD_PROTOCOLS:
+        return await _async_setup_cloud(hass, cast(CloudConfigEntry, entry))
     source = build_source(hass, entry)
     coordinator: SmartMeterCoordinator
     if isinstance(source, Zigbee2MqttSource | WmbusmetersSource):
@@ -208,6 +233,10 @@ async def async_remove_config_entry_device(
 
     A meter in the latest telegram would come straight back: it stays.
     """
+    if entry.data.get(CONF_PROTOCOL) in CLOUD_PROTOCOLS:
+        cloud: CloudCoordinator | None = getattr(entry, "runtime_data", None)
+        current = {device_id(s.meter) for s in cloud.meters.values()} if cloud is not None else set()
+        return not any(domain == DOMAIN and ident in current for domain, ident in device.identifiers)
     coordinator: SmartMeterCoordinator | None = getattr(entry, "runtime_data", None)
     reporting = set(coordinator.data.meters) if coordinator is not None and coordinator.data else set()
     return not any(domain == DOMAIN and meter_id in reporting for domain, meter_id in device.identifiers)

@@ -48,15 +48,23 @@ from homeassistant.helpers.service_info.usb import UsbServiceInfo
 from homeassistant.util import dt as dt_util
 
 from . import const
+from .cloud import make_client, meter_name, statistic_register
+from .cloud_statistics import cloud_statistic_id
 from .const import (
+    CLOUD_PROTOCOLS,
+    CONF_ACCOUNT,
     CONF_ADDRESSES,
+    CONF_API_KEY,
+    CONF_BACKFILL_DAYS,
     CONF_BASE_TOPIC,
     CONF_BAUDRATE,
     CONF_BYTESIZE,
+    CONF_CALORIFIC_VALUE,
     CONF_COUNTER_INTERVAL,
     CONF_DEADBAND,
     CONF_DEVICES,
     CONF_ENTITIES,
+    CONF_GAS_UNIT,
     CONF_KEY,
     CONF_LIVE,
     CONF_MAX_GAS_FLOW,
@@ -70,27 +78,45 @@ from .const import (
     CONF_POLL_INTERVAL,
     CONF_PROTOCOL,
     CONF_READOUT,
+    CONF_RESTATE_DAYS,
+    CONF_STALE_HOURS,
     CONF_STOPBITS,
     CONF_TIME_ZONE,
+    CONF_TOKEN,
     CONF_TOPIC,
     CONF_TRANSMIT,
     CONF_URL,
+    DEFAULT_BACKFILL_DAYS,
+    DEFAULT_CALORIFIC_VALUE,
+    DEFAULT_CLOUD_LIVE,
     DEFAULT_COUNTER_INTERVAL,
     DEFAULT_DEADBAND,
+    DEFAULT_GAS_UNIT,
     DEFAULT_LIVE,
     DEFAULT_MAX_GAS_FLOW,
     DEFAULT_MAX_POWER,
     DEFAULT_MAX_WATER_FLOW,
     DEFAULT_MEASUREMENT_INTERVAL,
     DEFAULT_POLL_INTERVAL,
+    DEFAULT_RESTATE_DAYS,
+    DEFAULT_STALE_HOURS,
     DOMAIN,
     LOGGER,
     PROTOCOL_ENTITY,
     PROTOCOL_IEC,
     PROTOCOL_MBUS,
     PROTOCOL_NAMES,
+    PROTOCOL_OCTOPUS,
+    PROTOCOL_TIBBER,
     PROTOCOL_WMBUS,
     PROTOCOL_Z2M,
+)
+from .core.cloud.base import (
+    CloudAccount,
+    CloudAuthError,
+    CloudError,
+    CloudRateLimitError,
+    CloudTemporaryError,
 )
 from .core.detect import Detection, detect
 from .core.errors import ConnectionFailedError, DecodeError, NoTelegramError
@@ -197,6 +223,9 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         self._topic = ""
         self._z2m_devices: dict[str, Z2MDevice] = {}
         self._wmbus_meters: dict[str, Frame] = {}
+        # Cloud: the credentials and the account they open.
+        self._cloud_data: dict[str, Any] = {}
+        self._account: CloudAccount | None = None
 
     @staticmethod
     @callback
@@ -240,7 +269,16 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         """Ask how the meter is connected."""
         return self.async_show_menu(
             step_id="user",
-            menu_options=["serial", "network", "zigbee2mqtt", "wmbusmeters", "zha", "entity"],
+            menu_options=[
+                "serial",
+                "network",
+                "zigbee2mqtt",
+                "wmbusmeters",
+                "zha",
+                "entity",
+                "octopus",
+                "tibber",
+            ],
         )
 
     async def _async_port_options(self) -> list[SelectOptionDict]:
@@ -772,6 +810,125 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             errors=errors,
         )
 
+    # ---- cloud accounts (Octopus Energy, Tibber) ----
+
+    async def _async_account(self, data: dict[str, Any], errors: dict[str, str]) -> CloudAccount | None:
+        """The account the credentials open, with at least one meter; errors as form messages."""
+        try:
+            account = await make_client(self.hass, data).async_account()
+        except CloudAuthError:
+            errors["base"] = "invalid_auth"
+        except CloudRateLimitError:
+            errors["base"] = "rate_limited"
+        except CloudTemporaryError as err:
+            LOGGER.debug("Cloud account check failed: %s", err)
+            errors["base"] = "cannot_connect"
+        except CloudError as err:
+            LOGGER.debug("Cloud account check failed: %s", err)
+            errors["base"] = "invalid_response"
+        else:
+            if account.meters:
+                return account
+            errors["base"] = "no_meters"
+        return None
+
+    @staticmethod
+    def _cloud_schema(protocol: str, account_number: str | None = None) -> vol.Schema:
+        secret = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+        if protocol == PROTOCOL_TIBBER:
+            return vol.Schema({vol.Required(CONF_TOKEN): secret})
+        return vol.Schema(
+            {
+                vol.Required(CONF_API_KEY): secret,
+                vol.Required(CONF_ACCOUNT, default=account_number or vol.UNDEFINED): TextSelector(),
+            }
+        )
+
+    @staticmethod
+    def _cloud_input(protocol: str, user_input: dict[str, Any]) -> dict[str, Any]:
+        if protocol == PROTOCOL_TIBBER:
+            return {CONF_PROTOCOL: protocol, CONF_TOKEN: user_input[CONF_TOKEN].strip()}
+        return {
+            CONF_PROTOCOL: protocol,
+            CONF_API_KEY: user_input[CONF_API_KEY].strip(),
+            CONF_ACCOUNT: user_input[CONF_ACCOUNT].strip().upper(),
+        }
+
+    async def _async_cloud_step(self, protocol: str, user_input: dict[str, Any] | None) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = self._cloud_input(protocol, user_input)
+            account = await self._async_account(data, errors)
+            if account is not None:
+                await self.async_set_unique_id(f"{protocol}_{account.id}")
+                self._abort_if_unique_id_configured()
+                self._cloud_data, self._account = data, account
+                return await self.async_step_cloud_confirm()
+        return self.async_show_form(step_id=protocol, data_schema=self._cloud_schema(protocol), errors=errors)
+
+    async def async_step_octopus(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """An Octopus Energy account: API key and account number."""
+        return await self._async_cloud_step(PROTOCOL_OCTOPUS, user_input)
+
+    async def async_step_tibber(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """A Tibber account: personal access token."""
+        return await self._async_cloud_step(PROTOCOL_TIBBER, user_input)
+
+    async def async_step_cloud_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Show the meters found and the statistics they will feed."""
+        account = self._account
+        assert account is not None
+        provider = PROTOCOL_NAMES[self._cloud_data[CONF_PROTOCOL]]
+        if user_input is not None:
+            return self.async_create_entry(
+                title=f"{provider} {account.name or account.id}", data=self._cloud_data
+            )
+        lines = []
+        for meter in account.meters:
+            stats = ", ".join(
+                cloud_statistic_id(meter.provider, meter.id, statistic_register(meter, r))
+                for r in meter.registers
+            )
+            lines.append(
+                f"- {meter_name(meter)}" + (f" ({meter.tariff})" if meter.tariff else "") + f": {stats}"
+            )
+        return self.async_show_form(
+            step_id="cloud_confirm",
+            description_placeholders={"provider": provider, "meters": "\n".join(lines)},
+        )
+
+    async def _async_cloud_credentials(
+        self, step_id: str, entry: ConfigEntry, user_input: dict[str, Any] | None
+    ) -> ConfigFlowResult:
+        """New credentials for an existing cloud entry (reauth, reconfigure): the same account only."""
+        protocol = entry.data[CONF_PROTOCOL]
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = self._cloud_input(protocol, {CONF_ACCOUNT: entry.data.get(CONF_ACCOUNT, "")} | user_input)
+            account = await self._async_account(data, errors)
+            if account is not None:
+                await self.async_set_unique_id(f"{protocol}_{account.id}")
+                self._abort_if_unique_id_mismatch(reason="wrong_account")
+                return self.async_update_reload_and_abort(entry, data_updates=data)
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=self._cloud_schema(protocol, entry.data.get(CONF_ACCOUNT)),
+            description_placeholders={"provider": PROTOCOL_NAMES[protocol], "title": entry.title},
+            errors=errors,
+        )
+
+    async def async_step_reauth_cloud(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """The provider refused the stored key or token: ask for a new one."""
+        return await self._async_cloud_credentials("reauth_cloud", self._get_reauth_entry(), user_input)
+
+    async def async_step_reconfigure_cloud(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change a cloud account's key or token."""
+        return await self._async_cloud_credentials(
+            "reconfigure_cloud", self._get_reconfigure_entry(), user_input
+        )
+
     # ---- reconfigure: change the port without losing entities ----
 
     async def async_step_reconfigure(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
@@ -779,6 +936,8 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reconfigure_entry()
         if entry.data.get(CONF_PROTOCOL) in (PROTOCOL_Z2M, PROTOCOL_WMBUS):
             return await self.async_step_reconfigure_mqtt()
+        if entry.data.get(CONF_PROTOCOL) in CLOUD_PROTOCOLS:
+            return await self.async_step_reconfigure_cloud()
         errors: dict[str, str] = {}
         if user_input is not None:
             url = user_input[CONF_DEVICE].strip()
@@ -827,7 +986,9 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
     # ---- reauth: the key changed or is wrong ----
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
-        """The meter's telegrams do not decrypt with the stored key."""
+        """The meter's telegrams do not decrypt with the stored key; a cloud account refused its key."""
+        if entry_data.get(CONF_PROTOCOL) in CLOUD_PROTOCOLS:
+            return await self.async_step_reauth_cloud()
         return await self.async_step_reauth_confirm()
 
     async def async_step_reauth_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
@@ -881,6 +1042,8 @@ class SmartMeterOptionsFlow(_OptionsFlow):
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """The meter clock's time zone (DSMR timestamps are local time) and how readings are written."""
+        if self.config_entry.data.get(CONF_PROTOCOL) in CLOUD_PROTOCOLS:
+            return await self.async_step_cloud(user_input)
         errors: dict[str, str] = {}
         if user_input is not None:
             zone = user_input[CONF_TIME_ZONE].strip()
@@ -920,4 +1083,34 @@ class SmartMeterOptionsFlow(_OptionsFlow):
                 vol.Schema(schema), suggested | (user_input or {})
             ),
             errors=errors,
+        )
+
+    async def async_step_cloud(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """A cloud account: how much history to import, how far back to re-import, when to warn."""
+        if user_input is not None:
+            return self.async_create_entry(data=user_input)
+        protocol = self.config_entry.data[CONF_PROTOCOL]
+        fields: list[tuple[str, Any, Any]] = [
+            (CONF_BACKFILL_DAYS, DEFAULT_BACKFILL_DAYS, _number(1, 1095, "d")),
+            (CONF_RESTATE_DAYS, DEFAULT_RESTATE_DAYS, _number(1, 60, "d")),
+            (CONF_STALE_HOURS, DEFAULT_STALE_HOURS, _number(1, 720, "h")),
+        ]
+        if protocol == PROTOCOL_OCTOPUS:
+            fields += [
+                (
+                    CONF_GAS_UNIT,
+                    DEFAULT_GAS_UNIT,
+                    SelectSelector(
+                        SelectSelectorConfig(options=["m3", "kWh"], translation_key=CONF_GAS_UNIT)
+                    ),
+                ),
+                (CONF_CALORIFIC_VALUE, DEFAULT_CALORIFIC_VALUE, _number(30, 50, "MJ/m³", 0.1)),
+            ]
+        else:
+            fields.append((CONF_LIVE, DEFAULT_CLOUD_LIVE, BooleanSelector()))
+        options = self.config_entry.options
+        schema = {vol.Required(key, default=default): selector for key, default, selector in fields}
+        suggested = {key: options.get(key, default) for key, default, _ in fields}
+        return self.async_show_form(
+            step_id="cloud", data_schema=self.add_suggested_values_to_schema(vol.Schema(schema), suggested)
         )

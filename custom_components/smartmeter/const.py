@@ -82,6 +82,8 @@ PROTOCOL_NAMES: Final = {
     "mbus": "M-Bus",
     "zigbee2mqtt": "Zigbee2MQTT",
     "wmbusmeters": "wmbusmeters (wireless M-Bus)",
+    "octopus": "Octopus Energy",
+    "tibber": "Tibber",
 }
 
 # Home Assistant 2025.8+ reloads an entry itself when its options flow changes
@@ -103,3 +105,26 @@ Z2M_LISTEN_TIMEOUT: Final = 5.0
 WMBUS_LISTEN_TIMEOUT: Final = 30.0
 # Raw telegrams kept for diagnostics.
 RAW_HISTORY: Final = 5
+
+# Cloud providers (core/cloud): one entry per account.
+PROTOCOL_OCTOPUS: Final = "octopus"
+PROTOCOL_TIBBER: Final = "tibber"
+CLOUD_PROTOCOLS: Final = frozenset({PROTOCOL_OCTOPUS, PROTOCOL_TIBBER})
+CONF_API_KEY: Final = "api_key"
+CONF_ACCOUNT: Final = "account_number"
+CONF_TOKEN: Final = "token"  # noqa: S105 - the name of the field
+# Cloud options: how much history the first run imports, how far back each run
+# re-imports corrections, when missing data becomes a repair issue.
+CONF_BACKFILL_DAYS: Final = "backfill_days"
+CONF_RESTATE_DAYS: Final = "restatement_days"
+CONF_STALE_HOURS: Final = "stale_hours"
+CONF_GAS_UNIT: Final = "gas_unit"
+CONF_CALORIFIC_VALUE: Final = "calorific_value"
+DEFAULT_BACKFILL_DAYS: Final = 365
+DEFAULT_RESTATE_DAYS: Final = 7
+DEFAULT_STALE_HOURS: Final = 72
+DEFAULT_GAS_UNIT: Final = "m3"
+DEFAULT_CALORIFIC_VALUE: Final = 39.5  # MJ/m3, the UK's typical value
+DEFAULT_CLOUD_LIVE: Final = True
+# How often a cloud account is polled (its data arrives hours late; prices daily).
+CLOUD_POLL_INTERVAL: Final = 1800.0  # s

@@ -11,12 +11,16 @@ import serialx
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 
+from .cloud import CloudCoordinator
 from .const import (
+    CONF_ACCOUNT,
+    CONF_API_KEY,
     CONF_DEVICES,
     CONF_KEY,
     CONF_METER_ID,
     CONF_METERS,
     CONF_NAMES,
+    CONF_TOKEN,
     CONF_URL,
     FAILED_SETUPS,
 )
@@ -31,6 +35,16 @@ TO_REDACT = {
     "serial_number",
     "parent_id",
     "unique_id",
+    # Cloud entries: credentials, the account and what identifies a meter or home.
+    CONF_API_KEY,
+    CONF_TOKEN,
+    CONF_ACCOUNT,
+    "name",
+    "mpan",
+    "mprn",
+    "serial",
+    "home_id",
+    "statistic_ids",
     # MQTT entries: the selected IEEE addresses / meter IDs and the devices' names.
     CONF_DEVICES,
     CONF_METERS,
@@ -91,6 +105,52 @@ def _meter(meter: Meter) -> dict[str, Any]:
     }
 
 
+def _cloud(coordinator: CloudCoordinator) -> dict[str, Any]:
+    """A cloud account's meters, import progress and request budget, identifiers redacted."""
+    meters = []
+    for state in coordinator.meters.values():
+        meter = state.meter
+        meters.append(
+            {
+                "id": meter.id,
+                "name": meter.name,
+                "serial_number": meter.serial_number,
+                "medium": meter.medium.value,
+                "registers": dict(zip(meter.registers, meter.units, strict=True)),
+                "tariff": meter.tariff,
+                "currency": meter.currency,
+                "live": meter.live,
+                "extra": async_redact_data(dict(meter.extra), TO_REDACT),
+                "latest": {
+                    register: {
+                        "start": str(i.start),
+                        "end": str(i.end),
+                        "value": str(i.value),
+                        "unit": i.unit,
+                    }
+                    for register, i in state.latest.items()
+                },
+                "prices": len(state.prices),
+                "live_reading_at": str(state.live_at) if state.live_at else None,
+            }
+        )
+    budget = coordinator.budget
+    last_error = coordinator.last_error
+    if last_error:  # an error names the URL, with the meter point and serial in its path
+        for state in coordinator.meters.values():
+            for ident in {state.meter.id, *(value for _, value in state.meter.extra)}:
+                if len(ident) >= 4:
+                    last_error = last_error.replace(ident, REDACTED)
+    return {
+        "last_update_success": coordinator.last_update_success,
+        "last_error": last_error,
+        "requests": getattr(coordinator.client, "requests", None),
+        "budget": {"limit": budget.limit, "window_s": budget.window, "remaining": budget.remaining},
+        "imported_rows": coordinator.imported_rows,
+        "meters": async_redact_data(meters, TO_REDACT),
+    }
+
+
 async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: SmartMeterConfigEntry
 ) -> dict[str, Any]:
@@ -98,7 +158,7 @@ async def async_get_config_entry_diagnostics(
     data = dict(entry.data)
     if CONF_URL in data:
         data[CONF_URL] = redact_url(data[CONF_URL])
-    coordinator: SmartMeterCoordinator | None = getattr(entry, "runtime_data", None)
+    coordinator: SmartMeterCoordinator | CloudCoordinator | None = getattr(entry, "runtime_data", None)
     if coordinator is None:
         # Not loaded: what the last failed setup attempt received, if any.
         coordinator = hass.data.get(FAILED_SETUPS, {}).get(entry.entry_id)
@@ -109,6 +169,8 @@ async def async_get_config_entry_diagnostics(
     }
     if coordinator is None:
         return diagnostics
+    if isinstance(coordinator, CloudCoordinator):
+        return diagnostics | _cloud(coordinator)
     source = coordinator.source
     meters = [_meter(meter) for meter in coordinator.data.meters.values()] if coordinator.data else []
     mqtt = getattr(source, "diagnostics", None)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from homeassistant.components.sensor import (
     RestoreSensor,
@@ -33,6 +33,9 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
+from . import cloud_sensor
+from .cloud import CloudConfigEntry
+from .const import CLOUD_PROTOCOLS, CONF_PROTOCOL
 from .coordinator import RESTORE_GUARD, SmartMeterConfigEntry, SmartMeterCoordinator, SmartMeterData
 from .core.models import Meter, Register
 from .core.policy import CounterWriter, MeasurementWriter
@@ -421,6 +424,9 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add sensors for the registers seen so far, and for new ones as they appear."""
+    if entry.data.get(CONF_PROTOCOL) in CLOUD_PROTOCOLS:
+        await cloud_sensor.async_setup_entry(hass, cast(CloudConfigEntry, entry), async_add_entities)
+        return
     coordinator = entry.runtime_data
     known: dict[str, set[str]] = {}  # meter ID -> description keys with an entity
     devices: dict[str, str] = {}  # meter ID -> device registry ID
