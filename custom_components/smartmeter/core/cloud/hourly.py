@@ -45,9 +45,19 @@ def ceil_hour(stamp: datetime) -> datetime:
 
 
 def dedupe(intervals: Iterable[Interval]) -> list[Interval]:
-    """Intervals sorted by start, a repeated (start, end) kept once (the last one)."""
+    """Intervals sorted by start, a repeated (start, end) kept once (the last one), times in UTC.
+
+    Times in another zone are converted first: Python compares and subtracts two
+    datetimes of the same zone by wall clock, so in Europe/London the two 01:30 of
+    the 25-hour day would be one, and 01:30 BST to 01:00 GMT would be negative.
+    """
     found: dict[tuple[datetime, datetime], Interval] = {}
-    for interval in intervals:
+    for given in intervals:
+        interval = given
+        if given.start.tzinfo is not UTC or given.end.tzinfo is not UTC:
+            interval = Interval(
+                given.start.astimezone(UTC), given.end.astimezone(UTC), given.value, given.unit
+            )
         if interval.end > interval.start:
             found[interval.start, interval.end] = interval
     return sorted(found.values(), key=lambda i: (i.start, i.end))
