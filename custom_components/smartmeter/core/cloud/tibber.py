@@ -393,20 +393,17 @@ class TibberClient:
         if end <= start:
             return IntervalData(())
         # One hour before start: the node at start comes whether ``after`` is exclusive or not.
-        cursor = encode_cursor(start - HOUR)
+        reached = start - HOUR  # the start of the newest node fetched so far
+        cursor = encode_cursor(reached)
         seen: dict[datetime, tuple[Interval, Interval | None]] = {}
-        pages = 0
-        max_pages = int((end - start) / HOUR) // max(1, min(self.page_size, 24)) + 3
         while True:
-            wanted = int((end - start) / HOUR) + 2 - len(seen)
-            first = max(1, min(self.page_size, wanted))
+            first = max(1, min(self.page_size, int((end - reached) / HOUR) + 1))
             home = await self._home(
                 meter,
                 f"{flow.connection}(resolution: HOURLY, first: {first}, after: {_gql_string(cursor)}) "
                 f"{{ pageInfo {{ hasNextPage endCursor }} "
                 f"nodes {{ from to {flow.quantity} {flow.unit} {flow.money} currency }} }}",
             )
-            pages += 1
             connection = _opt_obj(home.get(flow.connection), flow.connection)
             if connection is None:
                 break
@@ -421,22 +418,17 @@ class TibberClient:
                     past_end = True
                 elif interval.start >= start:
                     seen[interval.start] = (interval, cost)
-            for raw in reversed(nodes):  # the last node's start, for the stop test (null ones too)
-                if isinstance(raw, dict) and raw.get("from") is not None:
-                    if parse_time(raw.get("from"), f"{PROVIDER}: from") >= end - HOUR:
-                        past_end = True
-                    break
             page = _opt_obj(connection.get("pageInfo"), "pageInfo") or {}
             if past_end or not nodes or page.get("hasNextPage") is not True:
                 break
+            # The newest node (null ones too) must be past the last page's, or paging never ends.
+            newest = parse_time(_obj(nodes[-1], "node").get("from"), f"{PROVIDER}: from")
             following = _text(page.get("endCursor"))
-            if following is None or following == cursor:
+            if following is None or following == cursor or newest <= reached:
                 raise CloudResponseError(f"{PROVIDER}: {flow.connection} page cursor does not advance")
-            if pages >= max_pages:
-                raise CloudResponseError(
-                    f"{PROVIDER}: {flow.connection}: more pages than the window has hours"
-                )
-            cursor = following
+            if newest >= end - HOUR:
+                break
+            reached, cursor = newest, following
         ordered = [seen[key] for key in sorted(seen)]
         return IntervalData(
             tuple(interval for interval, _ in ordered),
