@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -509,6 +510,28 @@ async def test_secret_in_url_on_timeout(
         await http.request("GET", server.url(f"/v1/{SECRET}/?key={SECRET}"))
     assert "**REDACTED**" in str(caught.value)
     _assert_no_secret(caught.value, debug_log)
+
+
+async def test_secret_not_in_chained_traceback(
+    server: Server, session: aiohttp.ClientSession, unused_tcp_port: int
+) -> None:
+    """The errors of aiohttp may hold the whole URL: the chained cause must not carry the token either."""
+    http = client(session, policy=RetryPolicy(attempts=1, base=1, cap=5, timeout=5), redact=(SECRET,))
+    # a redirect loop (TooManyRedirects names the last URL, query string and all)
+    server.script(Reply(status=302, headers={"Location": f"/loop?token={SECRET}"}))
+    with pytest.raises(CloudTemporaryError, match="TooManyRedirects") as caught:
+        await http.request("GET", server.url(f"/v1/?token={SECRET}"))
+    assert len(server.seen) > 1
+    assert SECRET not in "".join(traceback.format_exception(caught.value))
+    # an invalid URL
+    with pytest.raises(CloudTemporaryError) as caught:
+        await http.request("GET", f"http://[::1/v1/?token={SECRET}")
+    assert SECRET not in "".join(traceback.format_exception(caught.value))
+    # an error without the secret keeps its cause, for debugging
+    with pytest.raises(CloudTemporaryError) as caught:
+        await http.request("GET", f"http://127.0.0.1:{unused_tcp_port}/v1/?token={SECRET}")
+    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectionError)
+    assert SECRET not in "".join(traceback.format_exception(caught.value))
 
 
 # --------------------------------------------------------------------------- the budget in HttpJson

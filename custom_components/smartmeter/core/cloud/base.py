@@ -368,9 +368,12 @@ class HttpJson:
                 f"{self.provider}: no answer from {where} in {self.policy.timeout:g} s"
             ) from err
         except aiohttp.ClientError as err:
+            # aiohttp's own message may hold the whole URL, query string and all (a redirect
+            # loop, an invalid URL): then keep it out of the chained traceback too.
+            cause = err if self._clean(str(err)) == str(err) else None
             raise CloudTemporaryError(
                 f"{self.provider}: cannot reach {where}: {self._clean(type(err).__name__)}"
-            ) from err
+            ) from cause
         # utf-8-sig: a byte order mark before the JSON is not an error (RFC 8259 lets parsers ignore it).
         text = body.decode("utf-8-sig", "replace")
         if status in (401, 403):
