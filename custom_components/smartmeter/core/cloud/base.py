@@ -74,7 +74,14 @@ class CloudTemporaryError(CloudError):
 
 
 class CloudResponseError(CloudError):
-    """The provider answered, but not with what its API documents."""
+    """The provider answered, but not with what its API documents.
+
+    ``status`` is the HTTP status of the answer, when there was one.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # --------------------------------------------------------------------------- models
@@ -282,6 +289,9 @@ class HttpJson:
     message; ``sleep`` is injectable for tests.
     """
 
+    # HTTP statuses that mean "slow down".
+    rate_limit_statuses: frozenset[int] = frozenset({429})
+
     def __init__(
         self,
         session: aiohttp.ClientSession,
@@ -378,24 +388,32 @@ class HttpJson:
         text = body.decode("utf-8-sig", "replace")
         if status in (401, 403):
             raise CloudAuthError(f"{self.provider}: credentials refused (HTTP {status})")
-        if status == 429:
-            raise CloudRateLimitError(f"{self.provider}: rate limited (HTTP 429)", retry)
+        if status in self.rate_limit_statuses:
+            raise CloudRateLimitError(f"{self.provider}: rate limited (HTTP {status})", retry)
         if status >= 500:
             raise CloudTemporaryError(f"{self.provider}: server error HTTP {status} from {where}")
         if "html" in content_type.lower() or text.lstrip()[:1] == "<":
             raise CloudResponseError(
-                f"{self.provider}: HTML page instead of JSON (HTTP {status}) from {where}: {self._snippet(text)}"
+                f"{self.provider}: HTML page instead of JSON (HTTP {status}) from {where}: {self._snippet(text)}",
+                status,
             )
         try:
             data = json.loads(text, parse_float=Decimal)
         except (ValueError, RecursionError) as err:  # RecursionError: nesting deeper than the parser goes
             raise CloudResponseError(
-                f"{self.provider}: malformed JSON (HTTP {status}) from {where}: {self._snippet(text)}"
+                f"{self.provider}: malformed JSON (HTTP {status}) from {where}: {self._snippet(text)}", status
             ) from err
         if status >= 400:
-            # A JSON error body (the client may read it, e.g. GraphQL errors or "detail").
-            raise CloudResponseError(f"{self.provider}: HTTP {status} from {where}: {self._snippet(text)}")
+            if self.read_error_body(status, data):
+                return data  # the client reads it (GraphQL errors)
+            raise CloudResponseError(
+                f"{self.provider}: HTTP {status} from {where}: {self._snippet(text)}", status
+            )
         return data
+
+    def read_error_body(self, status: int, data: Any) -> bool:
+        """Whether a 4xx JSON body goes back to the client instead of raising (default: never)."""
+        return False
 
 
 # --------------------------------------------------------------------------- parsing helpers

@@ -341,7 +341,7 @@ class OctopusClient:
         try:
             data = await self._get(f"{self.base_url}accounts/{quote(self.account_number, safe='')}/")
         except CloudResponseError as err:
-            if " HTTP 404 " in str(err):
+            if err.status == 404 and "HTML page" not in str(err):  # Octopus' JSON "Not found."
                 raise OctopusAccountNotFoundError(
                     f"{PROVIDER}: account {self.account_number} not found for this API key"
                 ) from err

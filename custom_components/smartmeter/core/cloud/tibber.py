@@ -63,7 +63,6 @@ from .base import (
     CloudMeter,
     CloudRateLimitError,
     CloudResponseError,
-    CloudTemporaryError,
     HttpJson,
     Interval,
     IntervalData,
@@ -71,7 +70,6 @@ from .base import (
     RetryPolicy,
     parse_decimal,
     parse_time,
-    retry_after,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -139,60 +137,14 @@ class _GraphQLHttp(HttpJson):
     """:class:`HttpJson` that hands a 4xx JSON body with GraphQL ``errors`` back to the caller.
 
     Tibber answers a bad query or a refused token with HTTP 400 and the GraphQL
-    error list; :class:`HttpJson` would turn that into a bare
-    :class:`CloudResponseError`. HTTP 428 (Tibber's "slow down") counts as a
-    rate limit. Everything else is :class:`HttpJson`'s behaviour.
+    error list; HTTP 428 (Tibber's "slow down") counts as a rate limit.
     """
 
-    async def _once(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        params: Mapping[str, str] | None,
-        json_body: Any,
-        auth: aiohttp.BasicAuth | None,
-    ) -> Any:
-        where = self._clean(url.split("?", 1)[0])
-        try:
-            async with asyncio.timeout(self.policy.timeout):
-                async with self.session.request(
-                    method, url, headers=headers, params=params, json=json_body, auth=auth
-                ) as resp:
-                    status = resp.status
-                    body = await resp.read()
-                    wait = retry_after(resp.headers.get("Retry-After"))
-                    content_type = resp.headers.get("Content-Type", "")
-        except TimeoutError as err:
-            raise CloudTemporaryError(
-                f"{self.provider}: no answer from {where} in {self.policy.timeout:g} s"
-            ) from err
-        except aiohttp.ClientError as err:
-            raise CloudTemporaryError(
-                f"{self.provider}: cannot reach {where}: {self._clean(type(err).__name__)}"
-            ) from err
-        text = body.decode("utf-8-sig", "replace")
-        if status in (401, 403):
-            raise CloudAuthError(f"{self.provider}: credentials refused (HTTP {status})")
-        if status in (428, 429):
-            raise CloudRateLimitError(f"{self.provider}: rate limited (HTTP {status})", wait)
-        if status >= 500:
-            raise CloudTemporaryError(f"{self.provider}: server error HTTP {status} from {where}")
-        if "html" in content_type.lower() or text.lstrip()[:1] == "<":
-            raise CloudResponseError(
-                f"{self.provider}: HTML page instead of JSON (HTTP {status}) from {where}: {self._snippet(text)}"
-            )
-        try:
-            data = json.loads(text, parse_float=Decimal)
-        except (ValueError, RecursionError) as err:
-            raise CloudResponseError(
-                f"{self.provider}: malformed JSON (HTTP {status}) from {where}: {self._snippet(text)}"
-            ) from err
-        if status >= 400:
-            if isinstance(data, dict) and isinstance(data.get("errors"), list) and data["errors"]:
-                return data  # the GraphQL layer reads the errors
-            raise CloudResponseError(f"{self.provider}: HTTP {status} from {where}: {self._snippet(text)}")
-        return data
+    rate_limit_statuses = frozenset({428, 429})
+
+    def read_error_body(self, status: int, data: Any) -> bool:
+        """GraphQL errors in a 4xx body are the client's to read."""
+        return isinstance(data, dict) and isinstance(data.get("errors"), list) and bool(data["errors"])
 
 
 # --------------------------------------------------------------------------- helpers
