@@ -465,3 +465,30 @@ async def test_unload_and_options(recorder_mock: Recorder, hass: HomeAssistant, 
     assert entry.state is ConfigEntryState.LOADED
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert entry.state is ConfigEntryState.NOT_LOADED
+
+
+async def test_request_budget_survives_restart(
+    recorder_mock: Recorder, hass: HomeAssistant, octopus: FakeOctopus
+) -> None:
+    """Requests are counted in .storage, so a restart keeps them.
+
+    A spent budget then fails the setup without a request.
+    """
+    entry = _entry(hass)
+    await _setup(hass, entry)
+    budget = entry.runtime_data.budget
+    spent = budget.limit - budget.remaining
+    assert spent == len(octopus.requests) > 0
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    # A restart: a new budget object, loaded from storage.
+    hass.data.pop(cloud.BUDGETS)
+    fresh = cloud.provider_budget(hass, PROTOCOL_OCTOPUS)
+    await fresh.async_load()
+    assert fresh.limit - fresh.remaining == spent
+    for _ in range(fresh.remaining):
+        fresh.take()
+    before = len(octopus.requests)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert len(octopus.requests) == before

@@ -109,7 +109,16 @@ def _usb(device: str, serial: str | None = "A10KXYZ") -> UsbServiceInfo:
 async def _start_serial(hass: HomeAssistant) -> Any:
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == ["serial", "network", "zigbee2mqtt", "wmbusmeters", "zha", "entity"]
+    assert result["menu_options"] == [
+        "serial",
+        "network",
+        "zigbee2mqtt",
+        "wmbusmeters",
+        "zha",
+        "entity",
+        "octopus",
+        "tibber",
+    ]
     return await hass.config_entries.flow.async_configure(result["flow_id"], {"next_step_id": "serial"})
 
 
