@@ -171,6 +171,10 @@ async def test_prices_and_sensors(recorder_mock: Recorder, hass: HomeAssistant, 
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     quarter = int((now - today).total_seconds() // 900)
     assert Decimal(price.state) in {Decimal(100 + quarter).scaleb(-3), Decimal(101 + quarter).scaleb(-3)}
+    # The price list, for the planner and automations (not recorded).
+    listed = price.attributes["prices"]
+    assert len(listed) >= 4 * 24
+    assert {"start", "end", "price"} <= set(listed[0])
     latest = hass.states.get(entities[f"tibber_{HOME}_latest_energy_import_total"])
     newest_start, newest = list(_series(tibber, HOME).items())[-1]
     assert latest is not None and Decimal(latest.state) == newest

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from homeassistant.components.sensor import (
     SensorDeviceClass,
@@ -54,6 +55,7 @@ class CloudSensorEntityDescription(SensorEntityDescription):
     value_fn: Callable[[CloudMeterState, datetime], StateType | Decimal | datetime]
     has_fn: Callable[[CloudMeterState], bool]
     unit_fn: Callable[[CloudMeterState], str | None] | None = None
+    attributes_fn: Callable[[CloudMeterState], dict[str, Any]] | None = None
     live: bool = False
 
 
@@ -90,6 +92,16 @@ def _price_unit(state: CloudMeterState) -> str | None:
     for price in state.prices:
         return price.unit
     return f"{state.meter.currency}/kWh" if state.meter.currency else None
+
+
+def _price_list(state: CloudMeterState) -> dict[str, Any]:
+    """Today's and tomorrow's prices as the planner (and other price consumers) read them."""
+    return {
+        "prices": [
+            {"start": p.start.isoformat(), "end": p.end.isoformat(), "price": float(p.value)}
+            for p in state.prices
+        ]
+    }
 
 
 def _live(key: str) -> Callable[[CloudMeterState, datetime], Decimal | None]:
@@ -158,6 +170,7 @@ SENSORS: tuple[CloudSensorEntityDescription, ...] = (
         value_fn=_price,
         has_fn=lambda s: bool(s.prices),
         unit_fn=_price_unit,
+        attributes_fn=_price_list,
     ),
     _live_sensor("power_import", SensorDeviceClass.POWER, SensorStateClass.MEASUREMENT, UnitOfPower.WATT),
     _live_sensor("power_export", SensorDeviceClass.POWER, SensorStateClass.MEASUREMENT, UnitOfPower.WATT),
@@ -229,6 +242,8 @@ class CloudSensor(CoordinatorEntity[CloudCoordinator], SensorEntity):
     """One value of one cloud meter."""
 
     _attr_has_entity_name = True
+    # The price list is for automations and the planner, not the database.
+    _unrecorded_attributes = frozenset({"prices"})
     entity_description: CloudSensorEntityDescription
 
     def __init__(
@@ -278,6 +293,10 @@ class CloudSensor(CoordinatorEntity[CloudCoordinator], SensorEntity):
         if not self.entity_description.live:
             changed = value != self._attr_native_value
             self._attr_native_value = value
+            if self.entity_description.attributes_fn is not None:
+                attributes = self.entity_description.attributes_fn(state)
+                changed |= attributes != getattr(self, "_attr_extra_state_attributes", None)
+                self._attr_extra_state_attributes = attributes
             return changed
         if state.live_at is None or state.live_at == self._live_seen or not isinstance(value, Decimal):
             return False
