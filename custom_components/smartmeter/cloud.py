@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -81,6 +82,9 @@ from .core.cloud.tibber import TIBBER_API, TibberClient, TibberLive, default_bud
 from .core.models import Medium, Meter
 
 type CloudConfigEntry = ConfigEntry[CloudCoordinator]
+
+# Newer Home Assistant lets a failed update say when to retry (a provider's Retry-After).
+UPDATE_FAILED_RETRY_AFTER = "retry_after" in inspect.signature(UpdateFailed.__init__).parameters
 
 # Where each provider's API is (tests point these at local servers).
 BASE_URLS: dict[str, str] = {PROTOCOL_OCTOPUS: OCTOPUS_API, PROTOCOL_TIBBER: TIBBER_API}
@@ -290,8 +294,14 @@ class CloudCoordinator(DataUpdateCoordinator[CloudData]):
         except CloudError as err:
             self.last_error = str(err)
             key = "cloud_rate_limited" if isinstance(err, CloudRateLimitError) else "cloud_failed"
+            extra: dict[str, Any] = {}
+            if isinstance(err, CloudRateLimitError) and err.retry_after and UPDATE_FAILED_RETRY_AFTER:
+                extra["retry_after"] = min(err.retry_after, 6 * 3600)  # Home Assistant 2025.10+
             raise UpdateFailed(
-                translation_domain=DOMAIN, translation_key=key, translation_placeholders={"error": str(err)}
+                translation_domain=DOMAIN,
+                translation_key=key,
+                translation_placeholders={"error": str(err)},
+                **extra,
             ) from err
         finally:
             await self.budget.async_save()
