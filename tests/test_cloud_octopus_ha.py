@@ -493,3 +493,20 @@ async def test_request_budget_survives_restart(
     assert not await hass.config_entries.async_setup(entry.entry_id)
     assert entry.state is ConfigEntryState.SETUP_RETRY
     assert len(octopus.requests) == before
+
+
+async def test_bulk_import_falls_back_to_home_assistants_import(
+    recorder_mock: Recorder, hass: HomeAssistant, octopus: FakeOctopus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Should the bulk write fail in the recorder thread, the same rows go through Home Assistant's import."""
+    from custom_components.smartmeter import cloud_statistics
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("schema changed")
+
+    with patch.object(cloud_statistics, "select", broken):
+        await _setup(hass, _entry(hass))
+    await async_wait_recording_done(hass)
+    _assert_exact(await _rows(hass, ELEC_ID), octopus.consumption(MPAN, SERIAL))
+    assert "importing row by row" in caplog.text
+    assert "Traceback" not in caplog.text

@@ -17,14 +17,26 @@ pure :mod:`.core.cloud.hourly` decides which hours and sums. Each run:
 3. takes the sum of the last row before that hour as the base, so the running
    sum stays continuous across runs and restarts;
 4. writes rows chunk by chunk, oldest first: what was written stays written.
+
+Writing: Home Assistant's ``async_add_external_statistics`` looks every row up
+with its own query before inserting it (about 0.4 ms a row here: a two-year
+backfill of two meters with costs, 70,000 rows, took 30 s). :class:`BulkImportTask`
+does the same work in the recorder's own thread with one query per chunk for
+the rows that exist and one batched insert for the new ones, through the
+recorder's session, its metadata manager and its ``Statistics`` model (the
+same calls its import task makes). Should a Home Assistant version lack one of
+those, the rows go through ``async_add_external_statistics`` instead.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from homeassistant.components.recorder.models import StatisticData, StatisticMeanType, StatisticMetaData
 from homeassistant.components.recorder.statistics import (
@@ -37,6 +49,21 @@ from homeassistant.const import UnitOfEnergy, UnitOfVolume
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import slugify
+
+try:  # the recorder internals the bulk import uses (see the module docstring)
+    from sqlalchemy import select
+
+    from homeassistant.components.recorder.db_schema import Statistics
+    from homeassistant.components.recorder.statistics import valid_statistic_id
+    from homeassistant.components.recorder.tasks import ImportStatisticsTask, RecorderTask
+    from homeassistant.helpers.recorder import session_scope
+
+    BULK_IMPORT = True
+except ImportError:  # pragma: no cover - a Home Assistant without them
+    BULK_IMPORT = False
+
+if TYPE_CHECKING:
+    from homeassistant.components.recorder.core import Recorder
 
 from .const import DOMAIN
 from .core.cloud.base import CloudMeter
@@ -84,6 +111,61 @@ def metadata(
     return cast(StatisticMetaData, fields)
 
 
+_LOGGER = logging.getLogger(__name__)
+
+
+if BULK_IMPORT:
+
+    @dataclass(slots=True)
+    class BulkImportTask(RecorderTask):
+        """Import one statistic's hourly rows in the recorder thread: one lookup, one batched insert."""
+
+        metadata: StatisticMetaData
+        statistics: list[StatisticData] = field(repr=False)
+
+        def run(self, instance: Recorder) -> None:
+            """Insert the new hours, update the existing ones; on any failure, HA's own import."""
+            failed: Exception | None = None
+            with session_scope(session=instance.get_session()) as session:
+                try:
+                    self._write(instance, session)
+                    session.flush()
+                except Exception as err:
+                    failed = err
+                    session.rollback()
+            if failed is not None:
+                _LOGGER.warning(
+                    "Bulk import of %s failed (%s): importing row by row",
+                    self.metadata["statistic_id"],
+                    failed,
+                )
+                instance.queue_task(ImportStatisticsTask(self.metadata, self.statistics, Statistics))
+
+        def _write(self, instance: Recorder, session: Any) -> None:
+            managers = instance.statistics_meta_manager
+            old = managers.get_many(session, statistic_ids={self.metadata["statistic_id"]})
+            _, metadata_id = managers.update_or_add(session, self.metadata, old)
+            starts = [row["start"].timestamp() for row in self.statistics]
+            query = select(Statistics.start_ts, Statistics.id).where(
+                Statistics.metadata_id == metadata_id,
+                Statistics.start_ts >= min(starts),
+                Statistics.start_ts <= max(starts),
+            )
+            existing = {row[0]: row[1] for row in session.execute(query).all()}
+            now = time.time()
+            new: list[Statistics] = []
+            for row, start in zip(self.statistics, starts, strict=True):
+                stat_id = existing.get(start)
+                if stat_id is None:
+                    new.append(Statistics.from_stats(metadata_id, row, now))
+                else:
+                    session.query(Statistics).filter_by(id=stat_id).update(
+                        {Statistics.state: row.get("state"), Statistics.sum: row.get("sum")},
+                        synchronize_session=False,
+                    )
+            session.add_all(new)
+
+
 def rows(hour_rows: Iterable[HourRow]) -> list[StatisticData]:
     """Recorder rows of hourly values: ``state`` the hour's value, ``sum`` the running sum."""
     return [{"start": row.start, "state": float(row.value), "sum": float(row.sum)} for row in hour_rows]
@@ -125,5 +207,9 @@ class CloudStatistics:
 
     def write(self, meta: StatisticMetaData, hour_rows: list[HourRow]) -> None:
         """Queue rows for the recorder (rows for hours it has are replaced)."""
-        if hour_rows:
+        if not hour_rows:
+            return
+        if BULK_IMPORT and valid_statistic_id(meta["statistic_id"]):
+            get_instance(self.hass).queue_task(BulkImportTask(meta, rows(hour_rows)))
+        else:
             async_add_external_statistics(self.hass, meta, rows(hour_rows))
