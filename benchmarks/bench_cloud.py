@@ -346,6 +346,9 @@ def _run() -> int:
             timing.append(raw)
             failed |= not raw["check"].ok
             _print_run(f"time {index + 1}", raw)
+        rowwise = _import_run("rowwise", base_url, tmp / "rowwise", data)
+        failed |= not rowwise["check"].ok
+        _print_run("HA import", rowwise)
         for index in range(memory_runs):
             raw = _import_run("memory", base_url, tmp / f"memory-{index}", data)
             memory.append(raw)
@@ -391,6 +394,11 @@ def _run() -> int:
         f" ({fetch / total:.0%} of the backfill); folding into hourly rows {fold:.2f} s"
         f" ({fold / total:.0%}); the remaining {max(total - fetch - fold, 0):.2f} s is Home Assistant's import"
         " (statistics queueing, recorder, SQLite)"
+    )
+    print(
+        f"reference, same run: the same rows through Home Assistant's async_add_external_statistics"
+        f" (one lookup query per row) take {rowwise['total_s']:.2f} s; our batched recorder task"
+        f" {total:.2f} s ({total / rowwise['total_s']:.2f} of it)"
     )
     print(
         f"memory: RSS high-water growth over the backfill {rss:.1f} MB (median of the {runs} timing runs;"

@@ -127,6 +127,10 @@ async def run_home_assistant(mode: str, base_url: str, workdir: Path, result: Re
     from custom_components.smartmeter import cloud  # noqa: PLC0415
 
     cloud.BASE_URLS["octopus"] = base_url
+    if mode == "rowwise":  # the reference: Home Assistant's own row-by-row import of the same rows
+        from custom_components.smartmeter import cloud_statistics  # noqa: PLC0415
+
+        cloud_statistics.BULK_IMPORT = False
     # Home Assistant's shared session resolves through zeroconf (mDNS, multicast sockets,
     # the network integration); like its test harness, use aiohttp's plain resolver
     # instead (the fake's URL is an IP literal: nothing is resolved either way).
@@ -250,7 +254,7 @@ def _profile_recorder_thread(path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one mode; print its result as one JSON line."""
     parser = argparse.ArgumentParser(prog="cloud_worker", description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("time", "memory", "client"))
+    parser.add_argument("mode", choices=("time", "memory", "client", "rowwise"))
     parser.add_argument("base_url", help="the fake Octopus API (http://127.0.0.1:PORT/v1/)")
     parser.add_argument("workdir", type=Path, help="empty directory for the config and database")
     parser.add_argument("--profile", type=Path, default=None, help="write cProfile stats of the run here")
