@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import STATE_UNKNOWN, Platform
 from homeassistant.core import HomeAssistant, State
-from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError, ConfigEntryNotReady
+from homeassistant.helpers import config_validation as cv, device_registry as dr, entity_registry as er
+from homeassistant.helpers.typing import ConfigType
 
 from .cloud import CloudConfigEntry, CloudCoordinator, device_id, make_client, provider_budget
 from .const import (
@@ -41,6 +43,7 @@ from .const import (
     PROTOCOL_ENTITY,
     PROTOCOL_IEC,
     PROTOCOL_MBUS,
+    PROTOCOL_PLANNER,
     PROTOCOL_WMBUS,
     PROTOCOL_Z2M,
 )
@@ -59,6 +62,16 @@ from .repairs import async_clear_wrong_key, async_report_wrong_key
 from .sensor import COUNTER_KEYS
 
 PLATFORMS: list[Platform] = [Platform.SENSOR]
+PLANNER_PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the planner's actions (once, whether or not a planner entry is loaded)."""
+    from .services import async_setup_services  # noqa: PLC0415 - the planner loads on use
+
+    async_setup_services(hass)
+    return True
 
 
 type Source = (
@@ -153,8 +166,37 @@ async def _async_setup_cloud(hass: HomeAssistant, entry: CloudConfigEntry) -> bo
     return True
 
 
+async def _async_setup_planner(hass: HomeAssistant, entry: ConfigEntry[Any]) -> bool:
+    """Follow the meter and prices of a grid connection; restore its plan."""
+    from .planner import PlannerCoordinator  # noqa: PLC0415 - the planner loads on use
+
+    try:
+        coordinator = PlannerCoordinator(hass, entry)
+    except ValueError as err:  # a schedule that no longer parses (edited storage)
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="planner_invalid",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    await coordinator.async_start()
+    entry.runtime_data = coordinator
+    entry.async_on_unload(coordinator.async_stop)
+    if not OPTIONS_FLOW_RELOADS:
+        options = dict(entry.options)
+
+        async def _async_entry_updated(hass: HomeAssistant, entry: ConfigEntry[Any]) -> None:
+            if dict(entry.options) != options:
+                await hass.config_entries.async_reload(entry.entry_id)
+
+        entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+    await hass.config_entries.async_forward_entry_setups(entry, PLANNER_PLATFORMS)
+    return True
+
+
 async def async_setup_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> bool:
     """Open the meter link, wait for a first telegram, then set up the sensors."""
+    if entry.data.get(CONF_PROTOCOL) == PROTOCOL_PLANNER:
+        return await _async_setup_planner(hass, entry)
     if entry.data.get(CONF_PROTOCOL) in CLOUD_PROTOCOLS:
         return await _async_setup_cloud(hass, cast(CloudConfigEntry, entry))
     source = build_source(hass, entry)
@@ -218,7 +260,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -
 
 async def async_unload_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> bool:
     """Unload the sensors; the port is closed by the unload callback."""
-    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    platforms = PLANNER_PLATFORMS if entry.data.get(CONF_PROTOCOL) == PROTOCOL_PLANNER else PLATFORMS
+    return await hass.config_entries.async_unload_platforms(entry, platforms)
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -> None:

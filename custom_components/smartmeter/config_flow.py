@@ -107,6 +107,7 @@ from .const import (
     PROTOCOL_MBUS,
     PROTOCOL_NAMES,
     PROTOCOL_OCTOPUS,
+    PROTOCOL_PLANNER,
     PROTOCOL_TIBBER,
     PROTOCOL_WMBUS,
     PROTOCOL_Z2M,
@@ -136,6 +137,7 @@ from .mqtt_source import (
     async_listen_z2m,
     parse_device_list,
 )
+from .planner_flow import PlannerFlowMixin, async_planner_options
 
 CONF_DEVICE = "device"
 CONF_TRANSPORT = "transport"
@@ -207,7 +209,7 @@ def _valid_time_zone(zone: str) -> bool:
         return False
 
 
-class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
+class SmartMeterConfigFlow(PlannerFlowMixin, ConfigFlow, domain=DOMAIN):
     """Set up a meter."""
 
     VERSION = 1
@@ -226,6 +228,8 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         # Cloud: the credentials and the account they open.
         self._cloud_data: dict[str, Any] = {}
         self._account: CloudAccount | None = None
+        # The planner's answers so far.
+        self._planner: dict[str, Any] = {}
 
     @staticmethod
     @callback
@@ -278,6 +282,7 @@ class SmartMeterConfigFlow(ConfigFlow, domain=DOMAIN):
                 "entity",
                 "octopus",
                 "tibber",
+                "planner",
             ],
         )
 
@@ -1044,6 +1049,8 @@ class SmartMeterOptionsFlow(_OptionsFlow):
         """The meter clock's time zone (DSMR timestamps are local time) and how readings are written."""
         if self.config_entry.data.get(CONF_PROTOCOL) in CLOUD_PROTOCOLS:
             return await self.async_step_cloud(user_input)
+        if self.config_entry.data.get(CONF_PROTOCOL) == PROTOCOL_PLANNER:
+            return await self.async_step_planner_options(user_input)
         errors: dict[str, str] = {}
         if user_input is not None:
             zone = user_input[CONF_TIME_ZONE].strip()
@@ -1084,6 +1091,10 @@ class SmartMeterOptionsFlow(_OptionsFlow):
             ),
             errors=errors,
         )
+
+    async def async_step_planner_options(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """A planner: its price source and limits."""
+        return await async_planner_options(self, user_input)
 
     async def async_step_cloud(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """A cloud account: how much history to import, how far back to re-import, when to warn."""

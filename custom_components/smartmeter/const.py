@@ -128,3 +128,36 @@ DEFAULT_CALORIFIC_VALUE: Final = 39.5  # MJ/m3, the UK's typical value
 DEFAULT_CLOUD_LIVE: Final = True
 # How often a cloud account is polled (its data arrives hours late; prices daily).
 CLOUD_POLL_INTERVAL: Final = 1800.0  # s
+
+# The planner (core/planner): one entry per grid connection.
+PROTOCOL_PLANNER: Final = "planner"
+CONF_POWER_ENTITY: Final = "power_entity"
+CONF_EXPORT_POWER_ENTITY: Final = "export_power_entity"
+CONF_ENERGY_ENTITIES: Final = "energy_entities"
+CONF_EXPORT_ENERGY_ENTITIES: Final = "export_energy_entities"
+CONF_CURRENT_ENTITIES: Final = "current_entities"
+CONF_DEMAND_ENTITY: Final = "demand_entity"  # 1-0:1.4.0, the quarter's average demand
+CONF_MONTH_PEAK_ENTITY: Final = "month_peak_entity"  # 1-0:1.6.0, the month's peak
+CONF_TARIFF_ENTITY: Final = "tariff_entity"  # 0-0:96.14.0
+CONF_PRICE_MODE: Final = "price_mode"
+PRICE_NONE: Final = "none"
+PRICE_SCHEDULE: Final = "schedule"
+PRICE_SENSOR: Final = "sensor"
+PRICE_TARIFF: Final = "tariff"
+CONF_PRICE_ENTITY: Final = "price_entity"
+CONF_SCHEDULE: Final = "schedule"
+CONF_PEAK_CODES: Final = "peak_codes"
+CONF_FUSE: Final = "fuse_a"
+CONF_PHASES: Final = "phases"
+CONF_MAX_IMPORT: Final = "max_import_kw"
+CONF_CAPACITY: Final = "capacity_tariff"
+CONF_CAPACITY_PRICE: Final = "capacity_price"
+CONF_CAPACITY_FLOOR: Final = "capacity_floor_kw"
+DEFAULT_PHASES: Final = 3
+DEFAULT_CAPACITY_PRICE: Final = 53.26  # EUR per kW per year (Fluvius Antwerpen 2025, incl. VAT)
+DEFAULT_CAPACITY_FLOOR: Final = 2.5  # kW
+# Events: a peak period starts or ends; the quarter will set a new month peak.
+EVENT_PEAK_PERIOD: Final = "smartmeter_peak_period"
+EVENT_QUARTER_PEAK: Final = "smartmeter_quarter_peak_warning"
+SERVICE_PLAN_CHARGE: Final = "plan_charge"
+SERVICE_CANCEL_PLAN: Final = "cancel_plan"

@@ -35,7 +35,7 @@ from homeassistant.helpers.typing import StateType
 
 from . import cloud_sensor
 from .cloud import CloudConfigEntry
-from .const import CLOUD_PROTOCOLS, CONF_PROTOCOL
+from .const import CLOUD_PROTOCOLS, CONF_PROTOCOL, PROTOCOL_PLANNER
 from .coordinator import RESTORE_GUARD, SmartMeterConfigEntry, SmartMeterCoordinator, SmartMeterData
 from .core.models import Meter, Register
 from .core.policy import CounterWriter, MeasurementWriter
@@ -426,6 +426,11 @@ async def async_setup_entry(
     """Add sensors for the registers seen so far, and for new ones as they appear."""
     if entry.data.get(CONF_PROTOCOL) in CLOUD_PROTOCOLS:
         await cloud_sensor.async_setup_entry(hass, cast(CloudConfigEntry, entry), async_add_entities)
+        return
+    if entry.data.get(CONF_PROTOCOL) == PROTOCOL_PLANNER:
+        from . import planner_sensor  # noqa: PLC0415 - the planner loads on use
+
+        await planner_sensor.async_setup_entry(hass, cast(Any, entry), async_add_entities)
         return
     coordinator = entry.runtime_data
     known: dict[str, set[str]] = {}  # meter ID -> description keys with an entity
