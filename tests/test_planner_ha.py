@@ -490,3 +490,76 @@ def _targets(call: ServiceCall) -> list[str]:
     """The entity IDs a service call targets."""
     found = call.data.get("entity_id", [])
     return [found] if isinstance(found, str) else list(found)
+
+
+@pytest.mark.usefixtures("brussels")
+async def test_from_smartmeter_device_and_diagnostics(hass: HomeAssistant) -> None:
+    """Picking a smartmeter meter device finds its sensors (per-phase currents enabled); diagnostics work."""
+    from homeassistant.helpers import device_registry as dr
+
+    from custom_components.smartmeter.diagnostics import async_get_config_entry_diagnostics
+
+    # The meter's entry, as if loaded (its port is not the point here).
+    meter_entry = MockConfigEntry(
+        domain=DOMAIN, data={CONF_PROTOCOL: "dsmr", "url": "/dev/null"}, state=ConfigEntryState.LOADED
+    )
+    meter_entry.add_to_hass(hass)
+    device = dr.async_get(hass).async_get_or_create(
+        config_entry_id=meter_entry.entry_id, identifiers={(DOMAIN, "E0043007")}, name="Electricity meter"
+    )
+    registry = er.async_get(hass)
+    created = {}
+    for key in (
+        "power_import",
+        "energy_import_tariff_1",
+        "energy_import_tariff_2",
+        "current_l1",
+        "current_l2",
+        "current_l3",
+        "active_tariff",
+    ):
+        disabled = er.RegistryEntryDisabler.INTEGRATION if key.startswith("current") else None
+        created[key] = registry.async_get_or_create(
+            "sensor",
+            DOMAIN,
+            f"E0043007_{key}",
+            device_id=device.id,
+            config_entry=meter_entry,
+            disabled_by=disabled,
+        ).entity_id
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"next_step_id": "planner"})
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"name": "Home", "meter_device": device.id}
+    )
+    assert result["step_id"] == "planner_prices"
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_PRICE_MODE: "tariff"})
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            CONF_PHASES: "3",
+            CONF_FUSE: 25,
+            CONF_CAPACITY: False,
+            CONF_CAPACITY_PRICE: 0,
+            CONF_CAPACITY_FLOOR: 2.5,
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    data = result["data"]
+    assert data[CONF_POWER_ENTITY] == created["power_import"]
+    assert data[CONF_ENERGY_ENTITIES] == [
+        created["energy_import_tariff_1"],
+        created["energy_import_tariff_2"],
+    ]
+    assert data[CONF_CURRENT_ENTITIES] == [created[f"current_l{p}"] for p in (1, 2, 3)]
+    assert data["tariff_entity"] == created["active_tariff"]
+    assert all(registry.async_get(created[f"current_l{p}"]).disabled_by is None for p in (1, 2, 3))
+    await hass.async_block_till_done()
+    planner = result["result"]
+    # The tariff register drives the peak period (NL: 2 = normal/day tariff).
+    hass.states.async_set(created["active_tariff"], "0002")
+    await hass.async_block_till_done()
+    diagnostics = await async_get_config_entry_diagnostics(hass, planner)
+    assert diagnostics["peak"] is True
+    assert "tracker" in diagnostics
+    assert await hass.config_entries.async_unload(planner.entry_id)

@@ -20,9 +20,11 @@ from .const import (
     CONF_METER_ID,
     CONF_METERS,
     CONF_NAMES,
+    CONF_PROTOCOL,
     CONF_TOKEN,
     CONF_URL,
     FAILED_SETUPS,
+    PROTOCOL_PLANNER,
 )
 from .coordinator import SmartMeterConfigEntry, SmartMeterCoordinator
 from .core.models import Meter
@@ -151,6 +153,29 @@ def _cloud(coordinator: CloudCoordinator) -> dict[str, Any]:
     }
 
 
+def _planner(coordinator: Any) -> dict[str, Any]:
+    """A planner's capacity tracker, prices and active plan (no identifiers in them)."""
+    data = coordinator.data
+    plan = coordinator.plan
+    return {
+        "tracker": coordinator.tracker.as_dict(),
+        "prices": len(coordinator.prices_for_planning(data.now, data.now)),
+        "peak": data.peak,
+        "charge_now": data.charge_now,
+        "recommended_current": data.recommended_current,
+        "delivered_kwh": str(coordinator.delivered_kwh),
+        "plan": None
+        if plan is None
+        else {
+            "complete": plan.complete,
+            "energy_kwh": str(plan.energy_kwh),
+            "total_cost": str(plan.total_cost),
+            "peak_kw": None if plan.peak_kw is None else str(plan.peak_kw),
+            "slots": [[s.start.isoformat(), s.current] for s in plan.slots],
+        },
+    }
+
+
 async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: SmartMeterConfigEntry
 ) -> dict[str, Any]:
@@ -171,6 +196,8 @@ async def async_get_config_entry_diagnostics(
         return diagnostics
     if isinstance(coordinator, CloudCoordinator):
         return diagnostics | _cloud(coordinator)
+    if entry.data.get(CONF_PROTOCOL) == PROTOCOL_PLANNER:
+        return diagnostics | _planner(coordinator)
     source = coordinator.source
     meters = [_meter(meter) for meter in coordinator.data.meters.values()] if coordinator.data else []
     mqtt = getattr(source, "diagnostics", None)

@@ -329,6 +329,9 @@ class PlannerCoordinator(DataUpdateCoordinator[PlannerState]):
                     self._replan(now)  # new prices: a better plan may exist
                 self._refresh(now)
             return
+        if entity_id == self.options.get(CONF_TARIFF_ENTITY):
+            self._refresh(now)  # a tariff switch starts or ends a peak period now
+            return
         self._read_meter(now)
         # A rising quarter projection must reach automations without waiting for the timer.
         state = self.tracker.state(now)
