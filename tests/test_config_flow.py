@@ -118,6 +118,7 @@ async def _start_serial(hass: HomeAssistant) -> Any:
         "entity",
         "octopus",
         "tibber",
+        "planner",
     ]
     return await hass.config_entries.flow.async_configure(result["flow_id"], {"next_step_id": "serial"})
 
