@@ -356,7 +356,7 @@ async def test_full_day_with_blueprints(
     hass.states.async_set("switch.boiler", "on")
     warnings = async_capture_events(hass, EVENT_QUARTER_PEAK)
     peaks = async_capture_events(hass, EVENT_PEAK_PERIOD)
-    deadline = dt_util.start_of_local_day() + timedelta(days=1, hours=7)
+    deadline = dt_util.start_of_local_day() + timedelta(days=1, hours=12)  # a full day from now
     response = await hass.services.async_call(
         DOMAIN,
         "plan_charge",
@@ -563,3 +563,50 @@ async def test_from_smartmeter_device_and_diagnostics(hass: HomeAssistant) -> No
     assert diagnostics["peak"] is True
     assert "tracker" in diagnostics
     assert await hass.config_entries.async_unload(planner.entry_id)
+
+
+@pytest.mark.usefixtures("brussels")
+async def test_fuse_lowers_current_live(hass: HomeAssistant, freezer: FrozenDateTimeFactory) -> None:
+    """The recommended current follows the plan and drops when the house would trip the fuse."""
+    meter = Meter(hass)
+    meter.write()
+    entry = _planner_entry(hass, **{CONF_CAPACITY: False, CONF_PRICE_MODE: "none"})
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    ids = _entities(hass, entry)
+    deadline = (dt_util.now() + timedelta(hours=4)).isoformat()
+    response = await hass.services.async_call(
+        DOMAIN,
+        "plan_charge",
+        {
+            "config_entry_id": entry.entry_id,
+            "energy_kwh": 10,
+            "deadline": deadline,
+            "phases": 3,
+            "efficiency": 1,
+        },
+        blocking=True,
+        return_response=True,
+    )
+    assert response is not None and response["complete"]
+    # No prices: as soon as possible, at full current.
+    assert response["slots"][0]["current"] == 16
+    assert hass.states.get(ids["recommended_current"]).state == "16"
+    assert hass.states.get(ids["charge_now"]).state == "on"
+    # The charger draws 16 A; the oven adds 14 A on L2: 30 A measured on a 25 A fuse.
+    meter.charger_a = 16
+    meter.write()
+    hass.states.async_set(CURRENTS[1], "30.0", {"unit_of_measurement": "A", "device_class": "current"})
+    freezer.tick(timedelta(seconds=10))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+    assert hass.states.get(ids["recommended_current"]).state == "11"  # 25 - (30 - 16)
+    assert Decimal(hass.states.get(ids["available_current_l2"]).state) == Decimal(0)
+    # Only 4 A left for the charger: below its 6 A minimum, it pauses.
+    hass.states.async_set(CURRENTS[1], "37.0", {"unit_of_measurement": "A", "device_class": "current"})
+    freezer.tick(timedelta(seconds=10))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+    assert hass.states.get(ids["recommended_current"]).state == "0"
+    assert hass.states.get(ids["charge_now"]).state == "off"
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -177,6 +177,11 @@ class PlannerCoordinator(DataUpdateCoordinator[PlannerState]):
         self.delivered_kwh = Decimal(0)
         self._delivered_at: datetime | None = None
         self._quarter_start: datetime | None = None
+        # Per phase, the measured current less what the charger drew when it was measured, and
+        # the charger's draw when the power was last measured: recomputing the recommendation
+        # between measurements must not count the charger's new current as house load.
+        self._house_currents: list[Decimal | None] = []
+        self._power_drawing = 0
         self.plan_error: str | None = None
         self._prices: list[PriceSlot] = []
         self._price_key: tuple[Any, ...] | None = None
@@ -234,6 +239,41 @@ class PlannerCoordinator(DataUpdateCoordinator[PlannerState]):
             if peak_state is not None and (stamp := peak_state.attributes.get("timestamp")):
                 peak_at = dt_util.parse_datetime(str(stamp))
             self.tracker.update_meter_registers(now, demand, month_peak, peak_at)
+
+    def _drawing(self) -> int:
+        """The current the charger was last told to draw (0 when it is not charging)."""
+        data = self.data
+        return data.recommended_current if data.charge_now else 0
+
+    def _read_currents(self, only: str | None = None, state: State | None = None) -> None:
+        """The house's own current per phase: the measurement, less the charger's draw then.
+
+        Each phase is updated when its own measurement arrives (``only``), with the
+        draw in effect at that moment. A three-phase charger draws on every phase; a
+        one-phase charger's draw is taken off the most loaded phase (which phase it
+        is on is not known).
+        """
+        entities = list(self.options.get(CONF_CURRENT_ENTITIES, []))
+        # The measurement as the event carried it (later ones may be queued behind it).
+        measured = [_number(state if e == only else self.hass.states.get(e)) for e in entities]
+        if len(self._house_currents) != len(entities):
+            self._house_currents = [None] * len(entities)
+        drawing = Decimal(self._drawing())
+        request = self.request
+        carrying: set[int] = set()
+        if drawing and request is not None:
+            known = [(value, i) for i, value in enumerate(measured) if value is not None]
+            if request.charger.phases > 1:
+                carrying = {i for _, i in known}
+            elif known:
+                carrying = {max(known)[1]}
+        for i, (entity_id, value) in enumerate(zip(entities, measured, strict=True)):
+            if only is not None and entity_id != only:
+                continue
+            if value is None:
+                self._house_currents[i] = None
+            else:
+                self._house_currents[i] = max(Decimal(0), value - drawing) if i in carrying else value
 
     def _read_prices(self, now: datetime) -> list[PriceSlot]:
         """The price list from the entry's price source (schedule, sensor or none)."""
@@ -298,6 +338,7 @@ class PlannerCoordinator(DataUpdateCoordinator[PlannerState]):
         self._unsubs.append(async_track_time_interval(self.hass, self._async_tick, REFRESH))
         now = self.clock()
         self._read_meter(now)
+        self._read_currents()
         self._prices = self._read_prices(now)
         if self.request is not None and self.request.deadline > now:
             self._replan(now)
@@ -332,11 +373,19 @@ class PlannerCoordinator(DataUpdateCoordinator[PlannerState]):
         if entity_id == self.options.get(CONF_TARIFF_ENTITY):
             self._refresh(now)  # a tariff switch starts or ends a peak period now
             return
+        if entity_id in self.options.get(CONF_CURRENT_ENTITIES, []):
+            self._read_currents(entity_id, event.data["new_state"])
+            if self.request is not None:
+                self._refresh(now)  # the fuse cannot wait for the timer
+                return
+        if entity_id == self.options.get(CONF_POWER_ENTITY):
+            self._power_drawing = self._drawing()
         self._read_meter(now)
         # A rising quarter projection must reach automations without waiting for the timer.
-        state = self.tracker.state(now)
-        if state.will_exceed and self._warned_quarter != state.start:
-            self._refresh(now)
+        if self.limits.capacity is not None:
+            state = self.tracker.state(now)
+            if state.will_exceed and self._warned_quarter != state.start:
+                self._refresh(now)
 
     @callback
     def _async_tick(self, _now: datetime) -> None:
@@ -478,13 +527,11 @@ class PlannerCoordinator(DataUpdateCoordinator[PlannerState]):
             return 0
         charger = request.charger
         current = slot.current
-        drawing = self.data.recommended_current if self.data.charge_now else 0
-        # Fuse: on every measured phase (which phase a one-phase charger uses is not
-        # known: the worst counts), the measured current minus what the charger draws.
+        # Fuse: on every phase, what the house leaves of it.
         if self.limits.fuse_a is not None:
-            for measured in state.currents:
-                if measured is not None:
-                    current = min(current, int(self.limits.fuse_a - (measured - drawing)))
+            for house in self._house_currents:
+                if house is not None:
+                    current = min(current, int(self.limits.fuse_a - house))
         # Capacity: the quarter must not exceed the month's peak (unless the plan accepted a new one).
         if quarter is not None and self.limits.capacity is not None:
             allowed_peak = max(quarter.month_peak_kw, self.limits.capacity.floor_kw)
@@ -498,7 +545,7 @@ class PlannerCoordinator(DataUpdateCoordinator[PlannerState]):
             headroom = (
                 quarter.headroom_kw + raise_by * Decimal((quarter.end - quarter.start).total_seconds()) / left
             )
-            allowed_kw = headroom + charger.power_kw(drawing)
+            allowed_kw = headroom + charger.power_kw(self._power_drawing)
             per_amp = charger.power_kw(1)
             current = min(current, int(allowed_kw / per_amp) if per_amp > 0 else current)
         return current if current >= charger.min_current else 0
