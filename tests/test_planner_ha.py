@@ -610,3 +610,32 @@ async def test_fuse_lowers_current_live(hass: HomeAssistant, freezer: FrozenDate
     assert hass.states.get(ids["recommended_current"]).state == "0"
     assert hass.states.get(ids["charge_now"]).state == "off"
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.usefixtures("brussels")
+async def test_import_cap_lowers_current_live(hass: HomeAssistant, freezer: FrozenDateTimeFactory) -> None:
+    """With a fixed import cap, the charger gets what the house leaves under it."""
+    meter = Meter(hass)
+    meter.write()
+    entry = _planner_entry(hass, **{CONF_CAPACITY: False, CONF_PRICE_MODE: "none", "max_import_kw": 9.0})
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    ids = _entities(hass, entry)
+    deadline = (dt_util.now() + timedelta(hours=6)).isoformat()
+    await hass.services.async_call(
+        DOMAIN,
+        "plan_charge",
+        {"config_entry_id": entry.entry_id, "energy_kwh": 10, "deadline": deadline, "phases": 3},
+        blocking=True,
+    )
+    # The plan keeps 0.8 kW house + charger under 9 kW: 11 A (7.59 kW).
+    assert hass.states.get(ids["recommended_current"]).state == "11"
+    # The house jumps to 4 kW while the charger draws 11 A: 5 kW left, 7 A.
+    meter.charger_a = 11
+    meter.house_kw = Decimal(4)
+    meter.write()
+    freezer.tick(timedelta(seconds=10))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+    assert hass.states.get(ids["recommended_current"]).state == "7"
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -181,6 +181,7 @@ class PlannerCoordinator(DataUpdateCoordinator[PlannerState]):
         # the charger's draw when the power was last measured: recomputing the recommendation
         # between measurements must not count the charger's new current as house load.
         self._house_currents: list[Decimal | None] = []
+        self._power_kw: Decimal | None = None
         self._power_drawing = 0
         self.plan_error: str | None = None
         self._prices: list[PriceSlot] = []
@@ -339,6 +340,9 @@ class PlannerCoordinator(DataUpdateCoordinator[PlannerState]):
         now = self.clock()
         self._read_meter(now)
         self._read_currents()
+        self._power_kw = _scaled(
+            self.hass.states.get(self.options.get(CONF_POWER_ENTITY, "")), _POWER_UNITS, "kW"
+        )
         self._prices = self._read_prices(now)
         if self.request is not None and self.request.deadline > now:
             self._replan(now)
@@ -379,7 +383,12 @@ class PlannerCoordinator(DataUpdateCoordinator[PlannerState]):
                 self._refresh(now)  # the fuse cannot wait for the timer
                 return
         if entity_id == self.options.get(CONF_POWER_ENTITY):
+            self._power_kw = _scaled(event.data["new_state"], _POWER_UNITS, "kW")
             self._power_drawing = self._drawing()
+            if self.request is not None and self.limits.max_import_kw is not None:
+                self._read_meter(now)
+                self._refresh(now)  # the import cap cannot wait for the timer
+                return
         self._read_meter(now)
         # A rising quarter projection must reach automations without waiting for the timer.
         if self.limits.capacity is not None:
@@ -548,6 +557,14 @@ class PlannerCoordinator(DataUpdateCoordinator[PlannerState]):
             allowed_kw = headroom + charger.power_kw(self._power_drawing)
             per_amp = charger.power_kw(1)
             current = min(current, int(allowed_kw / per_amp) if per_amp > 0 else current)
+        # A fixed import cap: the power now, less the charger's share, leaves the rest.
+        if self.limits.max_import_kw is not None:
+            power = self._power_kw
+            if power is not None:
+                house_kw = power - charger.power_kw(self._power_drawing)
+                per_amp = charger.power_kw(1)
+                if per_amp > 0:
+                    current = min(current, int((self.limits.max_import_kw - house_kw) / per_amp))
         return current if current >= charger.min_current else 0
 
     def _events(self, now: datetime, quarter: QuarterState | None, peak: bool | None) -> None:
