@@ -1,0 +1,1 @@
+"""Alerts from meter data: leaks, abnormal use and outages (pure core, no Home Assistant)."""
