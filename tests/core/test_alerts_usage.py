@@ -244,7 +244,7 @@ def test_split_interval_is_exact() -> None:
     assert sum(covered for _, _, covered, _ in pieces) == end - start
 
 
-def test_today_use_is_the_meters_difference_exactly() -> None:
+def test_today_use_follows_the_meter_across_midnight() -> None:
     readings = gas_readings(START, 2, seed=5, step_minutes=7)
     monitor = GasMonitor(tz=TZ)
     for moment, total in readings:
