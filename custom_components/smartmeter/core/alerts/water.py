@@ -54,8 +54,8 @@ longer than T and shorter than ``T + 2c + 2τ``. Hence:
 Examples with Q = 30 min, τ = 1 s, readings every 10 s: on a 1 L register the
 smallest flow always seen is 2.03 L/h, so a 2 L/h drip (a step every 30 min)
 is *not* seen, while Q = 60 min sees it; a running toilet of 20 L/h is seen. On
-a 10 L register the limit is 20.3 L/h: a dripping tap cannot be seen at all, a
-running toilet only barely. Readings every 15 minutes (cloud APIs, most wM-Bus
+a 10 L register the limit is 20.3 L/h: neither a dripping tap nor a 20 L/h
+running toilet can be seen at Q = 30 min. Readings every 15 minutes (cloud APIs, most wM-Bus
 meters) never prove continuous flow at Q = 30 min; Q = 60 min needs ``s/r``
 below about 30 min. Use that lacks a 30-minute pause for 24 h (a busy household
 that also runs a dishwasher at night) does raise the alert: it is what the rule
