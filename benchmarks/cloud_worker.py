@@ -10,7 +10,7 @@
   benchmark serves from its own process), add an Octopus account entry with a
   731-day backfill and time it from the start of the entry's setup until the
   recorder has committed every statistics row the backfill queued (a
-  ``SynchronizeTask`` queued behind them has run; the rows are then counted
+  synchronize task queued behind them has run (``async_block_till_done``); the rows are then counted
   in the SQLite file through a separate connection). Also the process RSS
   high-water growth over the backfill (``VmHWM`` reset to ``VmRSS`` through
   ``/proc/self/clear_refs`` just before), and CPU seconds of the whole process
@@ -119,7 +119,6 @@ async def run_home_assistant(mode: str, base_url: str, workdir: Path, result: Re
     from aiohttp.resolver import AsyncResolver  # noqa: PLC0415
 
     from homeassistant import config_entries  # noqa: PLC0415 - heavy, not in the parent
-    from homeassistant.components.recorder.tasks import SynchronizeTask  # noqa: PLC0415
     from homeassistant.config_entries import ConfigEntry  # noqa: PLC0415
     from homeassistant.helpers import aiohttp_client, recorder as recorder_helper  # noqa: PLC0415
 
@@ -166,10 +165,9 @@ async def run_home_assistant(mode: str, base_url: str, workdir: Path, result: Re
                 result.setup_s = time.perf_counter() - started
                 await hass.async_block_till_done()
                 # Every import task the backfill queued, committed (each runs in its own
-                # session): a SynchronizeTask behind them (the queue is FIFO) has run.
-                synchronized = asyncio.Event()
-                instance.queue_task(SynchronizeTask(synchronized))
-                await synchronized.wait()
+                # session): the recorder's own "block till done" (a synchronize task
+                # behind them in its FIFO queue, whatever its form in this version).
+                await instance.async_block_till_done()
             result.total_s = time.perf_counter() - started
             result.cpu_s = time.process_time() - cpu_started
             result.loop_cpu_s = time.thread_time() - loop_started

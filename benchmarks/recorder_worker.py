@@ -42,7 +42,6 @@ from typing import Any
 from unittest.mock import patch
 
 from homeassistant import bootstrap, config_entries, loader
-from homeassistant.components.recorder.tasks import SynchronizeTask
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er, recorder as recorder_helper
@@ -236,9 +235,9 @@ async def home_assistant(workdir: Path, db_path: Path) -> AsyncIterator[HomeAssi
             raise RuntimeError("the recorder database did not come up")
         # Past its startup batch: a stop requested during that batch is lost
         # (the thread resets stop_requested after it) and would hang the shutdown.
-        synchronized = asyncio.Event()
-        instance.queue_task(SynchronizeTask(synchronized))
-        await synchronized.wait()
+        # (async_block_till_done queues the recorder's synchronize task, whose form
+        # changed across Home Assistant versions: an Event, later a Future.)
+        await instance.async_block_till_done()
         yield hass
     finally:
         await hass.async_stop(force=True)

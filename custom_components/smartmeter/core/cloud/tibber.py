@@ -575,7 +575,6 @@ class TibberLive:
     limit_cap = 900.0
     ack_timeout = 15.0
     receive_timeout = 90.0  # Pulse reports every few seconds; silence this long means a dead link
-    heartbeat = 30.0
 
     def __init__(
         self,
@@ -680,7 +679,8 @@ class TibberLive:
                 url,
                 protocols=(WS_PROTOCOL,),
                 headers={"User-Agent": self._user_agent},
-                heartbeat=self.heartbeat,
+                # No aiohttp heartbeat: its timer can outlive a connection the server
+                # closed (newer aiohttp); a dead link is found by ``receive_timeout``.
                 timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
             )
         except aiohttp.WSServerHandshakeError as err:
