@@ -22,6 +22,7 @@ elsewhere.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import re
@@ -285,8 +286,13 @@ class OctopusClient:
         self.calorific_value = calorific_value
         self.budget = budget
         self._clock = clock
-        self._auth = aiohttp.BasicAuth(api_key, "")
-        self._http = HttpJson(session, PROVIDER, budget=budget, policy=policy, sleep=sleep, redact=(api_key,))
+        # HTTP basic auth, the key as user name and no password (built here: aiohttp's
+        # BasicAuth and its auth= parameter are deprecated in its newer releases).
+        token = base64.b64encode(f"{api_key}:".encode()).decode("ascii")
+        self._headers = {"Authorization": f"Basic {token}"}
+        self._http = HttpJson(
+            session, PROVIDER, budget=budget, policy=policy, sleep=sleep, redact=(api_key, token)
+        )
 
     @property
     def requests(self) -> int:
@@ -295,7 +301,7 @@ class OctopusClient:
 
     # ------------------------------------------------------------------ http
     async def _get(self, url: str, params: Mapping[str, str] | None = None) -> Any:
-        return await self._http.request("GET", url, params=params, auth=self._auth)
+        return await self._http.request("GET", url, params=params, headers=self._headers)
 
     async def _pages(self, path: str, params: Mapping[str, str]) -> list[Any]:
         """Every ``results`` row of a paginated answer, following ``next`` under the base URL only."""
