@@ -7,7 +7,7 @@ Everything runs against a local fake of the Octopus REST API on 127.0.0.1
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -39,7 +39,7 @@ from custom_components.smartmeter.const import (
     DOMAIN,
     PROTOCOL_OCTOPUS,
 )
-from custom_components.smartmeter.core.cloud.base import CloudTemporaryError
+from custom_components.smartmeter.core.cloud.base import CloudTemporaryError, RetryPolicy
 from custom_components.smartmeter.diagnostics import async_get_config_entry_diagnostics
 from tests.cloud_servers.octopus import FakeOctopus
 from tests.conftest import corpus_dir
@@ -57,6 +57,13 @@ GAS_ID = cloud_statistic_id("octopus", f"{MPRN}_{GAS_SERIAL}", "gas")
 @pytest.fixture
 def mock_recorder_before_hass(async_test_recorder: RecorderInstanceContextManager) -> None:
     """The recorder is set up before ``hass``."""
+
+
+@pytest.fixture(autouse=True)
+def fast_retries() -> Iterator[None]:
+    """Retries without the real backoff waits (the core tests check the delays themselves)."""
+    with patch.object(RetryPolicy, "delay", lambda self, attempt: 0.01):
+        yield
 
 
 def _hour(stamp: datetime) -> datetime:

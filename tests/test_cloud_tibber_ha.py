@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -38,6 +38,7 @@ from custom_components.smartmeter.const import (
     DOMAIN,
     PROTOCOL_TIBBER,
 )
+from custom_components.smartmeter.core.cloud.base import RetryPolicy
 from custom_components.smartmeter.diagnostics import async_get_config_entry_diagnostics
 from tests.cloud_servers.tibber import FakeTibber
 
@@ -53,6 +54,13 @@ EXPORT_ID = cloud_statistic_id("tibber", SOLAR, "energy_export_total")
 @pytest.fixture
 def mock_recorder_before_hass(async_test_recorder: RecorderInstanceContextManager) -> None:
     """The recorder is set up before ``hass``."""
+
+
+@pytest.fixture(autouse=True)
+def fast_retries() -> Iterator[None]:
+    """Retries without the real backoff waits (the core tests check the delays themselves)."""
+    with patch.object(RetryPolicy, "delay", lambda self, attempt: 0.01):
+        yield
 
 
 def _hour(stamp: datetime) -> datetime:
