@@ -135,24 +135,12 @@ def stale_issue_id(entry_id: str, meter: CloudMeter) -> str:
     return f"{ISSUE_STALE}_{entry_id}_{device_id(meter)}"
 
 
-class _BudgetStore:
-    """A request budget's times in ``.storage`` (core.cloud.base.BudgetStore)."""
-
-    def __init__(self, hass: HomeAssistant, provider: str) -> None:
-        self._store: Store[dict[str, Any]] = Store(hass, 1, f"{DOMAIN}.cloud_budget_{provider}")
-
-    async def async_load(self) -> Any:
-        return await self._store.async_load()
-
-    async def async_save(self, data: Any) -> None:
-        await self._store.async_save(data)
-
-
 def provider_budget(hass: HomeAssistant, provider: str) -> RequestBudget:
     """The provider's request budget (one per provider, persisted)."""
     budgets = hass.data.setdefault(BUDGETS, {})
     if provider not in budgets:
-        store = _BudgetStore(hass, provider)
+        # Home Assistant's Store is a core.cloud.base.BudgetStore as it is.
+        store: Store[dict[str, Any]] = Store(hass, 1, f"{DOMAIN}.cloud_budget_{provider}")
         budgets[provider] = (octopus_budget if provider == PROTOCOL_OCTOPUS else tibber_budget)(store)
     return budgets[provider]
 

@@ -42,6 +42,20 @@ def _quarter(attr: str) -> Any:
     return value
 
 
+def _demand(key: str, attr: str, **extra: Any) -> PlannerSensorEntityDescription:
+    """A power (kW) from the capacity tracker's quarter state."""
+    return PlannerSensorEntityDescription(
+        key=key,
+        translation_key=key,
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.KILO_WATT,
+        suggested_display_precision=3,
+        value_fn=_quarter(attr),
+        **extra,
+    )
+
+
 def _available(phase: int) -> PlannerSensorEntityDescription:
     return PlannerSensorEntityDescription(
         key=f"available_current_l{phase}",
@@ -97,32 +111,11 @@ SENSORS: tuple[PlannerSensorEntityDescription, ...] = (
         device_class=SensorDeviceClass.TIMESTAMP,
         value_fn=lambda s: s.next_offpeak,
     ),
-    PlannerSensorEntityDescription(
-        key="quarter_demand",
-        translation_key="quarter_demand",
-        device_class=SensorDeviceClass.POWER,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfPower.KILO_WATT,
-        suggested_display_precision=3,
-        value_fn=_quarter("demand_so_far_kw"),
-    ),
-    PlannerSensorEntityDescription(
-        key="quarter_demand_projected",
-        translation_key="quarter_demand_projected",
-        device_class=SensorDeviceClass.POWER,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfPower.KILO_WATT,
-        suggested_display_precision=3,
-        value_fn=_quarter("projected_kw"),
-    ),
-    PlannerSensorEntityDescription(
-        key="month_peak",
-        translation_key="month_peak",
-        device_class=SensorDeviceClass.POWER,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfPower.KILO_WATT,
-        suggested_display_precision=3,
-        value_fn=_quarter("month_peak_kw"),
+    _demand("quarter_demand", "demand_so_far_kw"),
+    _demand("quarter_demand_projected", "projected_kw"),
+    _demand(
+        "month_peak",
+        "month_peak_kw",
         attributes_fn=lambda s: (
             {"peak_at": s.quarter.month_peak_at.isoformat()}
             if s.quarter is not None and s.quarter.month_peak_at is not None
@@ -130,26 +123,8 @@ SENSORS: tuple[PlannerSensorEntityDescription, ...] = (
         ),
         has_fn=_has_capacity,
     ),
-    PlannerSensorEntityDescription(
-        key="rolling_average_peak",
-        translation_key="rolling_average_peak",
-        device_class=SensorDeviceClass.POWER,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfPower.KILO_WATT,
-        suggested_display_precision=3,
-        value_fn=_quarter("rolling_average_kw"),
-        has_fn=_has_capacity,
-    ),
-    PlannerSensorEntityDescription(
-        key="headroom",
-        translation_key="headroom",
-        device_class=SensorDeviceClass.POWER,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfPower.KILO_WATT,
-        suggested_display_precision=3,
-        value_fn=_quarter("headroom_kw"),
-        has_fn=_has_capacity,
-    ),
+    _demand("rolling_average_peak", "rolling_average_kw", has_fn=_has_capacity),
+    _demand("headroom", "headroom_kw", has_fn=_has_capacity),
     _available(1),
     _available(2),
     _available(3),
