@@ -61,7 +61,7 @@ from .mqtt_source import (
 from .repairs import async_clear_wrong_key, async_report_wrong_key
 from .sensor import COUNTER_KEYS
 
-PLATFORMS: list[Platform] = [Platform.SENSOR]
+PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR]
 PLANNER_PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
@@ -216,6 +216,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: SmartMeterConfigEntry) -
             hass, entry, source, COUNTER_KEYS, idle_timeout=idle_timeout(entry)
         )
     source.on_status = coordinator.async_link_status
+    await coordinator.alerts.async_load()
     coordinator.async_start()
     if not isinstance(coordinator, MqttCoordinator) and not await coordinator.async_wait_first(
         FIRST_FRAME_TIMEOUT

@@ -1,14 +1,15 @@
-"""Binary sensors: a planner's peak period and ``charge now``."""
+"""Binary sensors: a meter's alerts (leak, burst, anomaly, outage, link lost); a planner's peak period and ``charge now``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from homeassistant.components.binary_sensor import BinarySensorEntity, BinarySensorEntityDescription
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .alert_entity import async_setup_alert_entities
 from .const import CONF_PRICE_MODE, CONF_PROTOCOL, PRICE_NONE, PROTOCOL_PLANNER
 from .coordinator import SmartMeterConfigEntry
 from .planner import PlannerConfigEntry, PlannerCoordinator
@@ -42,8 +43,10 @@ BINARY_SENSORS: tuple[PlannerBinarySensorEntityDescription, ...] = (
 async def async_setup_entry(
     hass: HomeAssistant, entry: SmartMeterConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
 ) -> None:
-    """Only planner entries have binary sensors."""
+    """A meter entry's alert sensors, or a planner's binary sensors."""
     if entry.data.get(CONF_PROTOCOL) != PROTOCOL_PLANNER:
+        hub = cast(Any, entry).runtime_data.alerts
+        entry.async_on_unload(async_setup_alert_entities(hub, async_add_entities, binary=True))
         return
     coordinator = cast(PlannerConfigEntry, entry).runtime_data
     async_add_entities(PlannerBinarySensor(coordinator, d) for d in BINARY_SENSORS if d.has_fn(coordinator))

@@ -35,11 +35,13 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
 
+from .alerts import AlertHub, AlertOptions
 from .cloud_statistics import CloudStatistics, cloud_statistic_id, metadata
 from .const import (
     CLOUD_POLL_INTERVAL,
@@ -117,6 +119,18 @@ def meter_name(meter: CloudMeter) -> str:
 def device_id(meter: CloudMeter) -> str:
     """The device identifier (and unique ID prefix) of a cloud meter: provider-qualified."""
     return f"{meter.provider}_{meter.id}"
+
+
+def device_info(meter: CloudMeter) -> DeviceInfo:
+    """The device of a cloud meter (its sensors and alerts)."""
+    return DeviceInfo(
+        identifiers={(DOMAIN, device_id(meter))},
+        name=meter_name(meter),
+        manufacturer=PROTOCOL_NAMES.get(meter.provider, meter.provider),
+        model=meter.model or meter.tariff,
+        serial_number=meter.serial_number,
+        entry_type=None,
+    )
 
 
 def statistic_register(meter: CloudMeter, register: str) -> str:
@@ -229,6 +243,8 @@ class CloudCoordinator(DataUpdateCoordinator[CloudData]):
         self.last_error: str | None = None
         self.imported_rows = 0
         self._live_tasks: dict[str, asyncio.Task[None]] = {}
+        # Abnormal use from the intervals (gas at night, a high day, base load).
+        self.alerts = AlertHub(hass, entry, AlertOptions.from_options(entry.options, None), coordinator=self)
 
     # ---- options ----
 
@@ -254,8 +270,9 @@ class CloudCoordinator(DataUpdateCoordinator[CloudData]):
     # ---- updates ----
 
     async def _async_setup(self) -> None:
-        """Load the request budget and discover the account's meters."""
+        """Load the request budget and what the alerts learned; discover the account's meters."""
         await self.budget.async_load()
+        await self.alerts.async_load()
         await self._guarded(self._async_account(self.clock()))
 
     async def _async_account(self, now: datetime) -> None:
@@ -344,6 +361,9 @@ class CloudCoordinator(DataUpdateCoordinator[CloudData]):
             consumption = [i for i in data.consumption if first <= i.start < stop]
             if any(i.unit != unit for i in consumption):
                 raise CloudResponseError(f"{meter.provider}: {register} data not in {unit}")
+            self.alerts.async_feed_intervals(
+                device_info(meter), device_id(meter), register, unit, consumption
+            )
             hour_rows = running_sums(hourly(consumption), total)
             if hour_rows:
                 total = hour_rows[-1].sum
@@ -427,7 +447,8 @@ class CloudCoordinator(DataUpdateCoordinator[CloudData]):
             LOGGER.warning("%s: live data stopped: %s", self.name, err)
 
     async def async_stop(self) -> None:
-        """Stop the live streams (entry unload)."""
+        """Stop the live streams and save what the alerts learned (entry unload)."""
+        await self.alerts.async_stop()
         tasks = list(self._live_tasks.values())
         self._live_tasks.clear()
         for task in tasks:

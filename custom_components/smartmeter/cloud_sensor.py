@@ -31,16 +31,14 @@ from homeassistant.const import (
     UnitOfTime,
 )
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.event import async_track_time_change
 from homeassistant.helpers.typing import StateType
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 from homeassistant.util import dt as dt_util
 
-from .cloud import CloudConfigEntry, CloudCoordinator, CloudMeterState, device_id, meter_name
+from .cloud import CloudConfigEntry, CloudCoordinator, CloudMeterState, device_id, device_info
 from .cloud_statistics import ha_unit
-from .const import DOMAIN, PROTOCOL_NAMES
 from .core.policy import CounterWriter, MeasurementWriter, WritePolicy
 
 # Live values: one write per 5 minutes (a mean for measurements, the last
@@ -255,14 +253,7 @@ class CloudSensor(CoordinatorEntity[CloudCoordinator], SensorEntity):
         self.meter_id = meter.id
         self.entity_description = description
         self._attr_unique_id = f"{device_id(meter)}_{description.key}"
-        self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, device_id(meter))},
-            name=meter_name(meter),
-            manufacturer=PROTOCOL_NAMES.get(meter.provider, meter.provider),
-            model=meter.model or meter.tariff,
-            serial_number=meter.serial_number,
-            entry_type=None,
-        )
+        self._attr_device_info = device_info(meter)
         if description.unit_fn is not None:
             self._attr_native_unit_of_measurement = description.unit_fn(state)
         self._counter: CounterWriter | None = None

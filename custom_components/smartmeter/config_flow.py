@@ -58,6 +58,8 @@ from .const import (
     CONF_BACKFILL_DAYS,
     CONF_BASE_TOPIC,
     CONF_BAUDRATE,
+    CONF_BURST_FLOW,
+    CONF_BURST_MINUTES,
     CONF_BYTESIZE,
     CONF_CALORIFIC_VALUE,
     CONF_COUNTER_INTERVAL,
@@ -65,7 +67,9 @@ from .const import (
     CONF_DEVICES,
     CONF_ENTITIES,
     CONF_GAS_UNIT,
+    CONF_HIGH_DAY_FACTOR,
     CONF_KEY,
+    CONF_LEAK_REPAIR_HOURS,
     CONF_LIVE,
     CONF_MAX_GAS_FLOW,
     CONF_MAX_POWER,
@@ -74,6 +78,7 @@ from .const import (
     CONF_METER_ID,
     CONF_METERS,
     CONF_NAMES,
+    CONF_OUTAGE_TIMEOUT,
     CONF_PARITY,
     CONF_POLL_INTERVAL,
     CONF_PROTOCOL,
@@ -86,20 +91,27 @@ from .const import (
     CONF_TOPIC,
     CONF_TRANSMIT,
     CONF_URL,
+    CONF_WATER_QUIET,
     DEFAULT_BACKFILL_DAYS,
+    DEFAULT_BURST_FLOW,
+    DEFAULT_BURST_MINUTES,
     DEFAULT_CALORIFIC_VALUE,
     DEFAULT_CLOUD_LIVE,
     DEFAULT_COUNTER_INTERVAL,
     DEFAULT_DEADBAND,
     DEFAULT_GAS_UNIT,
+    DEFAULT_HIGH_DAY_FACTOR,
+    DEFAULT_LEAK_REPAIR_HOURS,
     DEFAULT_LIVE,
     DEFAULT_MAX_GAS_FLOW,
     DEFAULT_MAX_POWER,
     DEFAULT_MAX_WATER_FLOW,
     DEFAULT_MEASUREMENT_INTERVAL,
+    DEFAULT_OUTAGE_TIMEOUT,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_RESTATE_DAYS,
     DEFAULT_STALE_HOURS,
+    DEFAULT_WATER_QUIET,
     DOMAIN,
     LOGGER,
     PROTOCOL_ENTITY,
@@ -1040,6 +1052,15 @@ _POLICY_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     (CONF_MAX_GAS_FLOW, DEFAULT_MAX_GAS_FLOW, _number(0.1, 10000, "m³/h", 0.1)),
     (CONF_MAX_WATER_FLOW, DEFAULT_MAX_WATER_FLOW, _number(0.1, 10000, "m³/h", 0.1)),
 )
+# Alert thresholds (core/alerts): (key, default, selector).
+_ALERT_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    (CONF_WATER_QUIET, DEFAULT_WATER_QUIET, _number(5, 720, "min")),
+    (CONF_BURST_FLOW, DEFAULT_BURST_FLOW, _number(1, 1000, "L/min", 0.5)),
+    (CONF_BURST_MINUTES, DEFAULT_BURST_MINUTES, _number(1, 240, "min")),
+    (CONF_LEAK_REPAIR_HOURS, DEFAULT_LEAK_REPAIR_HOURS, _number(1, 720, "h")),
+    (CONF_HIGH_DAY_FACTOR, DEFAULT_HIGH_DAY_FACTOR, _number(1.2, 20, "x", 0.1)),
+    (CONF_OUTAGE_TIMEOUT, DEFAULT_OUTAGE_TIMEOUT, _number(20, 3600, "s")),
+)
 
 
 class SmartMeterOptionsFlow(_OptionsFlow):
@@ -1077,7 +1098,7 @@ class SmartMeterOptionsFlow(_OptionsFlow):
             )
         }
         suggested: dict[str, Any] = {CONF_TIME_ZONE: options.get(CONF_TIME_ZONE, self.hass.config.time_zone)}
-        for key, default, selector in _POLICY_OPTIONS:
+        for key, default, selector in (*_POLICY_OPTIONS, *_ALERT_OPTIONS):
             schema[vol.Required(key, default=default)] = selector
             suggested[key] = options.get(key, default)
         data = self.config_entry.data
@@ -1119,6 +1140,7 @@ class SmartMeterOptionsFlow(_OptionsFlow):
             ]
         else:
             fields.append((CONF_LIVE, DEFAULT_CLOUD_LIVE, BooleanSelector()))
+        fields += [option for option in _ALERT_OPTIONS if option[0] == CONF_HIGH_DAY_FACTOR]
         options = self.config_entry.options
         schema = {vol.Required(key, default=default): selector for key, default, selector in fields}
         suggested = {key: options.get(key, default) for key, default, _ in fields}

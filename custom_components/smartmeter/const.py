@@ -161,3 +161,19 @@ EVENT_PEAK_PERIOD: Final = "smartmeter_peak_period"
 EVENT_QUARTER_PEAK: Final = "smartmeter_quarter_peak_warning"
 SERVICE_PLAN_CHARGE: Final = "plan_charge"
 SERVICE_CANCEL_PLAN: Final = "cancel_plan"
+
+# Alerts (core/alerts): leaks, bursts, abnormal use, outages, on every meter entry.
+CONF_WATER_QUIET: Final = "water_quiet_minutes"
+CONF_BURST_FLOW: Final = "water_burst_flow_l_min"
+CONF_BURST_MINUTES: Final = "water_burst_minutes"
+CONF_LEAK_REPAIR_HOURS: Final = "leak_repair_hours"
+CONF_HIGH_DAY_FACTOR: Final = "high_day_factor"
+CONF_OUTAGE_TIMEOUT: Final = "outage_silence_seconds"
+DEFAULT_WATER_QUIET: Final = 30  # min: a stand-still this long within 24 h means no leak
+DEFAULT_BURST_FLOW: Final = 12  # L/min: more than a shower (about 8 L/min)
+DEFAULT_BURST_MINUTES: Final = 10
+DEFAULT_LEAK_REPAIR_HOURS: Final = 12  # a leak alert this long becomes a repair issue
+DEFAULT_HIGH_DAY_FACTOR: Final = 2.5  # x the median same weekday
+DEFAULT_OUTAGE_TIMEOUT: Final = 60  # s without a telegram: the link is lost (push meters)
+# Fired when an alert comes on or clears (and for an outage found afterwards).
+EVENT_ALERT: Final = "smartmeter_alert"

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
@@ -42,6 +43,7 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
 from . import repairs
+from .alerts import AlertHub, AlertOptions
 from .const import (
     CONF_COUNTER_INTERVAL,
     CONF_DEADBAND,
@@ -51,6 +53,7 @@ from .const import (
     CONF_MAX_WATER_FLOW,
     CONF_MEASUREMENT_INTERVAL,
     CONF_METER_ID,
+    CONF_TIME_ZONE,
     DEFAULT_COUNTER_INTERVAL,
     DEFAULT_DEADBAND,
     DEFAULT_LIVE,
@@ -305,6 +308,14 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
         # The main meter on the link (a new identifier in its place is a new meter).
         self._main_id: str | None = entry.data.get(CONF_METER_ID)
         self.stale = False
+        zone = entry.options.get(CONF_TIME_ZONE) or hass.config.time_zone
+        self.alerts = AlertHub(
+            hass,
+            entry,
+            AlertOptions.from_options(entry.options, IDLE_TIMEOUT if idle_timeout is None else idle_timeout),
+            tz=ZoneInfo(zone),
+            coordinator=self,
+        )
 
     @property
     def connected(self) -> bool:
@@ -320,8 +331,12 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
 
     @callback
     def async_start(self) -> None:
-        """Seed the guards, then start reading in a background task owned by the config entry."""
+        """Seed the guards, then start reading in a background task owned by the config entry.
+
+        The alert hub's stored state is loaded before (:meth:`AlertHub.async_load`).
+        """
         self.guards.async_restore(self.hass, self.config_entry.entry_id)
+        self.alerts.async_start()
         if "recorder" in self.hass.config.components:
             # The raw-value event is for automations, not for the database.
             get_instance(self.hass).exclude_event_types.add(EVENT_READING)
@@ -384,6 +399,7 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
 
     async def async_stop(self) -> None:
         """Stop reading and release the link."""
+        await self.alerts.async_stop()
         unsubs, self._unsubs = self._unsubs, []
         for unsub in unsubs:
             unsub()
@@ -410,6 +426,7 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
     @callback
     def async_link_status(self, connected: bool) -> None:
         """The source reports the link going up or down: refresh availability."""
+        self.alerts.async_link_status(connected)
         if self.data is not None:
             self.async_update_listeners()
 
@@ -457,6 +474,7 @@ class SmartMeterCoordinator(DataUpdateCoordinator[SmartMeterData]):
             )
         self._book(raw)
         self._first.set()
+        self.alerts.async_feed(guarded, received)
 
     @callback
     def _book(self, meters: list[Meter]) -> None:

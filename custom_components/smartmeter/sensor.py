@@ -34,6 +34,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
 from . import cloud_sensor
+from .alert_entity import async_setup_alert_entities
 from .cloud import CloudConfigEntry
 from .const import CLOUD_PROTOCOLS, CONF_PROTOCOL, PROTOCOL_PLANNER
 from .coordinator import RESTORE_GUARD, SmartMeterConfigEntry, SmartMeterCoordinator, SmartMeterData
@@ -425,7 +426,10 @@ async def async_setup_entry(
 ) -> None:
     """Add sensors for the registers seen so far, and for new ones as they appear."""
     if entry.data.get(CONF_PROTOCOL) in CLOUD_PROTOCOLS:
-        await cloud_sensor.async_setup_entry(hass, cast(CloudConfigEntry, entry), async_add_entities)
+        cloud_entry = cast(CloudConfigEntry, entry)
+        await cloud_sensor.async_setup_entry(hass, cloud_entry, async_add_entities)
+        hub = cloud_entry.runtime_data.alerts
+        entry.async_on_unload(async_setup_alert_entities(hub, async_add_entities, binary=False))
         return
     if entry.data.get(CONF_PROTOCOL) == PROTOCOL_PLANNER:
         from . import planner_sensor  # noqa: PLC0415 - the planner loads on use
@@ -467,6 +471,7 @@ async def async_setup_entry(
 
     _add_new(coordinator.data.meters)  # every meter seen before the platform was set up
     entry.async_on_unload(coordinator.async_add_listener(_add_new))
+    entry.async_on_unload(async_setup_alert_entities(coordinator.alerts, async_add_entities, binary=False))
 
 
 @dataclass
