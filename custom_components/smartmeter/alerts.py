@@ -77,6 +77,7 @@ ISSUE_PERSISTENT_LEAK: Final = "persistent_leak"
 STORAGE_VERSION: Final = 1
 SAVE_INTERVAL: Final = timedelta(minutes=5)
 TICK: Final = timedelta(seconds=15)
+ANOMALY_MIN_ON: Final = timedelta(hours=1)
 # Abnormal use found in data this much older than now is not announced (a cloud backfill).
 STALE_ALERT: Final = timedelta(hours=48)
 
@@ -282,7 +283,6 @@ class MeterAlerts:
             }
         if self.usage is not None:
             out["usage"] = {
-                "today": None if self.usage.today is None else self.usage.today.isoformat(),
                 "days_learned": [self.usage.profile.learned(day) for day in range(7)],
                 "today_vs_typical": _str(self.usage.today_vs_typical()),
                 "anomaly": self.anomaly(now),
@@ -618,7 +618,8 @@ class AlertHub:
             if _period_end(alert) < now - STALE_ALERT:
                 continue  # history being imported (a cloud backfill): learned, not news
             alerts.usage_alert = alert
-            alerts.usage_until = _period_end(alert)
+            # On for the rest of its hour or day, and for at least an hour (cloud data arrives late).
+            alerts.usage_until = max(_period_end(alert), now + ANOMALY_MIN_ON)
             if alerts.medium is Medium.GAS:
                 kind = ALERT_GAS_UNUSUAL_HOUR if alert.kind is AlertKind.UNUSUAL_HOUR else ALERT_GAS_HIGH_DAY
             else:
@@ -629,7 +630,7 @@ class AlertHub:
                     True,
                     {
                         "period_start": alert.period_start.isoformat(),
-                        "period_end": alerts.usage_until.isoformat(),
+                        "period_end": _period_end(alert).isoformat(),
                         "value": float(alert.value),
                         "reference": float(alert.reference),
                         "unit": alert.unit,
@@ -769,10 +770,10 @@ class AlertHub:
         elif not state.leak:
             ir.async_delete_issue(self.hass, DOMAIN, issue_id)
 
-    def diagnostics(self) -> dict[str, Any]:
-        """The alert state of every meter."""
+    def diagnostics(self) -> list[dict[str, Any]]:
+        """The alert state of every meter (identified by medium only: meter IDs are personal)."""
         now = dt_util.utcnow()
-        return {meter_id: alerts.diagnostics(now) for meter_id, alerts in self.meters.items()}
+        return [alerts.diagnostics(now) for alerts in self.meters.values()]
 
 
 def _minutes(seconds: Any) -> str:

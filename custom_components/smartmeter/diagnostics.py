@@ -195,7 +195,7 @@ async def async_get_config_entry_diagnostics(
     if coordinator is None:
         return diagnostics
     if isinstance(coordinator, CloudCoordinator):
-        return diagnostics | _cloud(coordinator)
+        return diagnostics | _cloud(coordinator) | {"alerts": coordinator.alerts.diagnostics()}
     if entry.data.get(CONF_PROTOCOL) == PROTOCOL_PLANNER:
         return diagnostics | _planner(coordinator)
     source = coordinator.source
@@ -210,4 +210,5 @@ async def async_get_config_entry_diagnostics(
         "meters": async_redact_data(meters, TO_REDACT),
         "telegrams": [redact_telegram(raw) for raw in coordinator.frames],
         "received_frames": [redact_telegram(raw) for raw in getattr(source, "raw_history", ())],
+        "alerts": coordinator.alerts.diagnostics(),
     }
