@@ -327,8 +327,7 @@ class AlertHub:
         self._new_meter_listeners: list[Callable[[MeterAlerts], None]] = []
         self._listeners: dict[str, list[CALLBACK_TYPE]] = {}
         self._unsub: CALLBACK_TYPE | None = None
-        self._dirty = False
-        self._saved_at: datetime | None = None
+        self._save_pending = False
         self._stopped = False
 
     # ------------------------------------------------------------ lifecycle
@@ -359,13 +358,15 @@ class AlertHub:
 
     @callback
     def _changed(self, now: datetime) -> None:
-        self._dirty = True
-        if self._saved_at is None:
-            self._saved_at = now
-        elif now - self._saved_at >= SAVE_INTERVAL:
-            self._saved_at = now
-            self._dirty = False
-            self._store.async_delay_save(self._data, 1)
+        """Save within ``SAVE_INTERVAL`` (Home Assistant flushes a pending save when it stops)."""
+        del now
+        if not self._save_pending:
+            self._save_pending = True
+            self._store.async_delay_save(self._data_to_save, SAVE_INTERVAL.total_seconds())
+
+    def _data_to_save(self) -> dict[str, Any]:
+        self._save_pending = False
+        return self._data()
 
     # ------------------------------------------------------------ listeners
 
@@ -602,8 +603,6 @@ class AlertHub:
             return
         for alerts in list(self.meters.values()):
             self._evaluate(alerts, now, [])
-        if self._dirty and self._saved_at is not None and now - self._saved_at >= SAVE_INTERVAL:
-            self._changed(now)
 
     # ------------------------------------------------------------ conclusions
 
