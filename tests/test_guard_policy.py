@@ -29,7 +29,13 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.smartmeter.const import (
+    CONF_BURST_FLOW,
+    CONF_BURST_MINUTES,
     CONF_COUNTER_INTERVAL,
+    CONF_HIGH_DAY_FACTOR,
+    CONF_LEAK_REPAIR_HOURS,
+    CONF_OUTAGE_TIMEOUT,
+    CONF_WATER_QUIET,
     CONF_DEADBAND,
     CONF_LIVE,
     CONF_MAX_GAS_FLOW,
@@ -439,8 +445,15 @@ async def test_options_apply_without_restart(hass: HomeAssistant) -> None:
             CONF_MAX_POWER,
             CONF_MAX_GAS_FLOW,
             CONF_MAX_WATER_FLOW,
+            CONF_WATER_QUIET,
+            CONF_BURST_FLOW,
+            CONF_BURST_MINUTES,
+            CONF_LEAK_REPAIR_HOURS,
+            CONF_HIGH_DAY_FACTOR,
+            CONF_OUTAGE_TIMEOUT,
         ]
         assert schema[CONF_COUNTER_INTERVAL].description == {"suggested_value": 300}
+        assert schema[CONF_WATER_QUIET].description == {"suggested_value": 30}
         result = await hass.config_entries.options.async_configure(
             result["flow_id"],
             {
@@ -452,6 +465,12 @@ async def test_options_apply_without_restart(hass: HomeAssistant) -> None:
                 CONF_MAX_POWER: 17.3,
                 CONF_MAX_GAS_FLOW: 6,
                 CONF_MAX_WATER_FLOW: 2.5,
+                CONF_WATER_QUIET: 60,
+                CONF_BURST_FLOW: 20,
+                CONF_BURST_MINUTES: 15,
+                CONF_LEAK_REPAIR_HOURS: 6,
+                CONF_HIGH_DAY_FACTOR: 3,
+                CONF_OUTAGE_TIMEOUT: 120,
             },
         )
         assert result["type"] is FlowResultType.CREATE_ENTRY
@@ -459,6 +478,13 @@ async def test_options_apply_without_restart(hass: HomeAssistant) -> None:
         assert entry.state is ConfigEntryState.LOADED
         reloaded = coordinator_of(entry)
         assert reloaded is not coordinator
+        alerts = reloaded.alerts.options
+        assert alerts.water.quiet_period == timedelta(minutes=60)
+        assert alerts.water.burst_flow_l_min == 20
+        assert alerts.water.burst_duration == timedelta(minutes=15)
+        assert alerts.leak_repair_after == timedelta(hours=6)
+        assert alerts.high_day_factor == 3
+        assert alerts.silence_timeout == timedelta(seconds=120)
         assert reloaded.policy.live is True
         assert reloaded.policy.counter_interval == 10
         assert reloaded.policy.measurement_interval == 30

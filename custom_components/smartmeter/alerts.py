@@ -136,6 +136,17 @@ class AlertOptions:
         )
 
 
+@callback
+def find_device(hass: HomeAssistant, entry_id: str, identifier: tuple[str, str]) -> dr.DeviceEntry | None:
+    """The entry's device with this identifier (Home Assistant 2026.8+ looks it up per entry)."""
+    registry = dr.async_get(hass)
+    by_identifier = getattr(registry, "async_get_device_by_identifier", None)
+    if by_identifier is not None:
+        found: dr.DeviceEntry | None = by_identifier(identifier, entry_id)
+        return found
+    return registry.async_get_device(identifiers={identifier})
+
+
 def _number(reg: Register | None) -> Decimal | None:
     """A register's finite number; ``None`` for none or a placeholder ("no reading" stamped 1970)."""
     if reg is None or not isinstance(reg.value, Decimal) or not reg.value.is_finite():
@@ -456,12 +467,12 @@ class AlertHub:
         """Make sure the meter's device exists (the sensor platform may not have created it yet)."""
         from .entity import async_register_meter  # noqa: PLC0415 - entity imports the coordinator
 
-        registry = dr.async_get(self.hass)
+        entry_id = self.entry.entry_id
         parent = None
         if meter.parent_id is not None:
-            device = registry.async_get_device(identifiers={(DOMAIN, meter.parent_id)})
+            device = find_device(self.hass, entry_id, (DOMAIN, meter.parent_id))
             parent = None if device is None else device.id
-        if registry.async_get_device(identifiers={(DOMAIN, meter.id)}) is None:
+        if find_device(self.hass, entry_id, (DOMAIN, meter.id)) is None:
             async_register_meter(self.hass, self.entry, meter, parent)
 
     def _gas(self, meter_id: str, unit: str) -> GasMonitor:
@@ -731,9 +742,8 @@ class AlertHub:
 
     @callback
     def _fire(self, alerts: MeterAlerts, kind: str, active: bool, details: dict[str, Any]) -> None:
-        device = dr.async_get(self.hass).async_get_device(
-            identifiers=alerts.device_info.get("identifiers", set())
-        )
+        identifier = next(iter(alerts.device_info.get("identifiers", set())), (DOMAIN, alerts.meter_id))
+        device = find_device(self.hass, self.entry.entry_id, identifier)
         name = (device.name_by_user or device.name) if device is not None else None
         data = {
             "entry_id": self.entry.entry_id,
