@@ -21,9 +21,17 @@ from decimal import Decimal, InvalidOperation
 
 from homeassistant.components.sensor import SensorDeviceClass
 from homeassistant.const import ATTR_DEVICE_CLASS, ATTR_UNIT_OF_MEASUREMENT, STATE_UNAVAILABLE, STATE_UNKNOWN
-from homeassistant.core import CALLBACK_TYPE, Event, EventStateChangedData, HomeAssistant, State, callback
+from homeassistant.core import (
+    CALLBACK_TYPE,
+    Event,
+    EventStateChangedData,
+    EventStateReportedData,
+    HomeAssistant,
+    State,
+    callback,
+)
 from homeassistant.helpers import entity_registry as er
-from homeassistant.helpers.event import async_track_state_change_event
+from homeassistant.helpers.event import async_track_state_change_event, async_track_state_report_event
 
 from .const import PROTOCOL_ENTITY
 from .core.models import Frame, Integrity, LinkStats, Medium, Meter, Register
@@ -106,6 +114,7 @@ class EntitySource:
         self.not_numeric: dict[str, int] = {}  # entity_id -> states that were not a number
         self._queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize=1000)
         self._unsub: CALLBACK_TYPE | None = None
+        self._unsub_reported: CALLBACK_TYPE | None = None
         self._closed = False
         self.on_status: Callable[[bool], None] | None = None
         self._was_connected: bool | None = None
@@ -165,7 +174,23 @@ class EntitySource:
             new = event.data["new_state"]
             self.stats.last_error = f"{item.entity_id} is {new.state if new is not None else 'removed'}"
             return
-        frame = self._frame(item.meter_id, event.data["new_state"])
+        self._put(self._frame(item.meter_id, event.data["new_state"]))
+
+    @callback
+    def _reported(self, event: Event[EventStateReportedData]) -> None:
+        """The same value written again: a reading of a total that stood still (a night without gas).
+
+        Home Assistant reports an unchanged write as ``state_reported``, not as
+        a change; the alerts need it (a meter that stood still is evidence too).
+        """
+        item = self.followed.get(event.data["entity_id"])
+        state = event.data["new_state"]
+        if item is None or self._closed or _number(state) is None:
+            return
+        self._put(self._frame(item.meter_id, state))
+
+    @callback
+    def _put(self, frame: Frame | None) -> None:
         if frame is None:
             return
         self.stats.frames_ok += 1
@@ -177,6 +202,9 @@ class EntitySource:
         """The current values first, then a frame per state change, until closed."""
         if self._unsub is None:
             self._unsub = async_track_state_change_event(self.hass, list(self.followed), self._changed)
+            self._unsub_reported = async_track_state_report_event(
+                self.hass, list(self.followed), self._reported
+            )
             for meter_id in dict.fromkeys(item.meter_id for item in self.followed.values()):
                 if (frame := self._frame(meter_id)) is not None:
                     self.stats.frames_ok += 1
@@ -187,6 +215,7 @@ class EntitySource:
     async def close(self) -> None:
         """Stop following (idempotent)."""
         self._closed = True
-        if self._unsub is not None:
-            self._unsub()
-            self._unsub = None
+        for unsub in (self._unsub, self._unsub_reported):
+            if unsub is not None:
+                unsub()
+        self._unsub = self._unsub_reported = None
