@@ -78,6 +78,8 @@ STORAGE_VERSION: Final = 1
 SAVE_INTERVAL: Final = timedelta(minutes=5)
 TICK: Final = timedelta(seconds=15)
 ANOMALY_MIN_ON: Final = timedelta(hours=1)
+# Cloud history older than the profiles' window (8 weeks) is not fed to the monitors.
+CLOUD_HISTORY: Final = timedelta(weeks=9)
 # Abnormal use found in data this much older than now is not announced (a cloud backfill).
 STALE_ALERT: Final = timedelta(hours=48)
 
@@ -579,9 +581,12 @@ class AlertHub:
         factor = _GAS.get(unit.lower(), Decimal(1)) if medium is Medium.GAS and unit != "kWh" else Decimal(1)
         events: list[tuple[str, bool, dict[str, Any]]] = []
         now = dt_util.utcnow()
+        horizon = now - CLOUD_HISTORY
         for interval in sorted(intervals, key=lambda i: i.start):
             if alerts.cloud_end is not None and interval.end <= alerts.cloud_end:
                 continue  # re-imported (restatement window): already taken in
+            if interval.start < horizon:
+                continue  # older than anything the profiles keep (a long backfill)
             if alerts.cloud_end != interval.start:
                 alerts.usage.add_reading(interval.start, alerts.cloud_total)  # a new start (or after a gap)
             alerts.cloud_total += interval.value * factor
