@@ -719,6 +719,20 @@ class AlertHub:
                     alerts.link_lost_since = now
                     events.append((ALERT_LINK_LOST, True, {"since": now.isoformat()}))
                 elif old_state is OutageState.LINK_LOST:
+                    since = alerts.link_lost_since
+                    if since is not None and not any(kind == ALERT_LINK_LOST for kind, _, _ in events):
+                        # Back with no event that closes the silence (the meter reports 0 V): cleared here.
+                        events.append(
+                            (
+                                ALERT_LINK_LOST,
+                                False,
+                                {
+                                    "since": since.isoformat(),
+                                    "duration_s": (now - since).total_seconds(),
+                                    "cause": state_now.value,
+                                },
+                            )
+                        )
                     alerts.link_lost_since = None
                 if state_now is OutageState.POWER_OUTAGE:
                     events.append(
