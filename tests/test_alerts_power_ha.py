@@ -287,6 +287,23 @@ async def test_link_fault_without_evidence(hass: HomeAssistant, frozen: FrozenDa
         assert state_of(hass, link.outage).attributes["last_outage_start"] is None
 
 
+async def test_brief_link_drop_is_no_alert(hass: HomeAssistant, frozen: FrozenDateTimeFactory) -> None:
+    """The source reports its link down and up again within the silence limit: nothing to tell."""
+    base = corpus_telegram(AM550)
+    async with frozen_entry(hass, base) as (entry, pty):
+        link = Link(hass, frozen, entry, pty)
+        await link.send(base)
+        coordinator = entry.runtime_data
+        coordinator.async_link_status(False)  # a bridge restarting its Wi-Fi
+        await link.silence(timedelta(seconds=20))
+        assert link.state(link.link_lost) == "off"
+        coordinator.async_link_status(True)
+        await link.send(base, after=timedelta(seconds=5))
+        await link.silence(SILENCE - timedelta(seconds=40))
+        assert link.state(link.link_lost) == "off"
+        assert _alerts(link.events) == []
+
+
 async def test_short_failure_between_telegrams(hass: HomeAssistant, frozen: FrozenDateTimeFactory) -> None:
     """The failure counter rises from one telegram to the next: a failure shorter than the interval."""
     base = corpus_telegram(AM550)

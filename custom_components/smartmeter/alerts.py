@@ -599,18 +599,19 @@ class AlertHub:
 
     @callback
     def async_link_status(self, connected: bool) -> None:
-        """The entry's link went up or down (one link carries every meter of the entry)."""
+        """The entry's link went up or down (one link carries every meter of the entry).
+
+        A drop alone is no alert: a network bridge that reconnects within
+        seconds lost no telegram worth a notification. The silence decides
+        (``outage_silence_seconds`` after the last telegram, found by the tick),
+        and the first telegram after it tells a power outage from a link fault.
+        """
         if self._stopped:
             return
         now = dt_util.utcnow()
         for alerts in self.meters.values():
-            if alerts.outage is None:
-                continue
-            if connected:
+            if alerts.outage is not None and connected:
                 alerts.outage.on_link_up(now)
-            else:
-                alerts.outage.on_link_down(now)
-            self._evaluate(alerts, now, [])
 
     @callback
     def _async_tick(self, now: datetime) -> None:
