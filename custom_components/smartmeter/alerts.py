@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.helpers import device_registry as dr, issue_registry as ir
+from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.storage import Store
@@ -63,6 +63,7 @@ from .core.alerts.usage import AlertKind, ElectricityMonitor, GasMonitor, UsageA
 from .core.alerts.water import WaterAlertSettings, WaterMonitor, WaterState, to_litres
 from .core.cloud.base import ENERGY_IMPORT, GAS, Interval
 from .core.models import Medium, Meter, Register
+from .repairs import async_warning
 
 # The alerts an event can carry (``alert``).
 ALERT_WATER_LEAK: Final = "water_leak"
@@ -762,14 +763,12 @@ class AlertHub:
 
     @callback
     def _fire(self, alerts: MeterAlerts, kind: str, active: bool, details: dict[str, Any]) -> None:
-        identifier = next(iter(alerts.device_info.get("identifiers", set())), (DOMAIN, alerts.meter_id))
-        device = find_device(self.hass, self.entry.entry_id, identifier)
-        name = (device.name_by_user or device.name) if device is not None else None
+        device, name = self._meter_name(alerts)
         data = {
             "entry_id": self.entry.entry_id,
             "meter_id": alerts.meter_id,
             "device_id": None if device is None else device.id,
-            "meter_name": name or alerts.device_info.get("name") or alerts.meter_id,
+            "meter_name": name,
             "alert": kind,
             "active": active,
         } | details
@@ -782,22 +781,26 @@ class AlertHub:
         issue_id = f"{ISSUE_PERSISTENT_LEAK}_{self.entry.entry_id}_{alerts.meter_id}"
         since = state.leak_since
         if state.leak and since is not None and now - since >= self.options.leak_repair_after:
-            ir.async_create_issue(
+            async_warning(
                 self.hass,
-                DOMAIN,
                 issue_id,
-                is_fixable=False,
-                is_persistent=False,
-                severity=ir.IssueSeverity.WARNING,
-                translation_key=ISSUE_PERSISTENT_LEAK,
-                translation_placeholders={
-                    "meter": str(alerts.device_info.get("name") or alerts.meter_id),
+                ISSUE_PERSISTENT_LEAK,
+                {
+                    "meter": self._meter_name(alerts)[1],
                     "since": dt_util.as_local(since).strftime("%Y-%m-%d %H:%M"),
                     "quiet": str(int(self.options.water.quiet_period.total_seconds() // 60)),
                 },
             )
         elif not state.leak:
-            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+            async_warning(self.hass, issue_id, ISSUE_PERSISTENT_LEAK, None)
+
+    @callback
+    def _meter_name(self, alerts: MeterAlerts) -> tuple[dr.DeviceEntry | None, str]:
+        """The meter's device and the name it goes by (the user's, else the device's)."""
+        identifier = next(iter(alerts.device_info.get("identifiers", set())), (DOMAIN, alerts.meter_id))
+        device = find_device(self.hass, self.entry.entry_id, identifier)
+        name = (device.name_by_user or device.name) if device is not None else None
+        return device, name or alerts.device_info.get("name") or alerts.meter_id
 
     def diagnostics(self) -> list[dict[str, Any]]:
         """The alert state of every meter (identified by medium only: meter IDs are personal)."""

@@ -33,7 +33,6 @@ from typing import Any
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
-from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.storage import Store
@@ -82,6 +81,7 @@ from .core.cloud.hourly import HOUR, chunks, floor_hour, hourly, import_window, 
 from .core.cloud.octopus import OCTOPUS_API, OctopusClient, default_budget as octopus_budget
 from .core.cloud.tibber import TIBBER_API, TibberClient, TibberLive, default_budget as tibber_budget
 from .core.models import Medium, Meter
+from .repairs import async_warning
 
 type CloudConfigEntry = ConfigEntry[CloudCoordinator]
 
@@ -387,17 +387,13 @@ class CloudCoordinator(DataUpdateCoordinator[CloudData]):
             issue_id = stale_issue_id(entry.entry_id, state.meter)
             newest = state.newest
             if newest is None or now - newest <= self.stale_after:
-                ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+                async_warning(self.hass, issue_id, ISSUE_STALE, None)
                 continue
-            ir.async_create_issue(
+            async_warning(
                 self.hass,
-                DOMAIN,
                 issue_id,
-                is_fixable=False,
-                is_persistent=False,
-                severity=ir.IssueSeverity.WARNING,
-                translation_key=ISSUE_STALE,
-                translation_placeholders={
+                ISSUE_STALE,
+                {
                     "title": entry.title,
                     "meter": meter_name(state.meter),
                     "newest": dt_util.as_local(newest).strftime("%Y-%m-%d %H:%M"),

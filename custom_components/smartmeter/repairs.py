@@ -45,6 +45,26 @@ _CHANGED_PREFIX = "meter_changed_"
 type IssueData = dict[str, str | int | float | None]
 
 
+@callback
+def async_warning(
+    hass: HomeAssistant, issue_id: str, translation_key: str, placeholders: dict[str, str] | None
+) -> None:
+    """Raise (``placeholders`` given) or clear a warning that clears itself (not fixable, not persistent)."""
+    if placeholders is None:
+        ir.async_delete_issue(hass, DOMAIN, issue_id)
+        return
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        issue_id,
+        is_fixable=False,
+        is_persistent=False,
+        severity=ir.IssueSeverity.WARNING,
+        translation_key=translation_key,
+        translation_placeholders=placeholders,
+    )
+
+
 def replacement_issue_id(entry_id: str, meter_id: str, register_key: str) -> str:
     """The issue ID of a replaced meter's register on an entry."""
     return f"{_REPLACED_PREFIX}{entry_id}_{meter_id}_{register_key}"
