@@ -471,3 +471,22 @@ async def test_today_vs_typical_and_high_day(hass: HomeAssistant, household: Hou
     assert (high["value"], high["reference"]) == (float(expected.value), float(expected.reference))
     assert high["value"] - high["reference"] >= 5
     assert "electricity use today" in high["message"]
+
+
+async def test_holiday_week_is_no_alert(hass: HomeAssistant, household: Household) -> None:
+    """Two learned weeks, then a week away (only the fridge and the always-on load): low figures, no alert."""
+    away = range(14, 21)
+    readings = electricity_readings(MONDAY, 22, seed=SEED, step_minutes=60, base_w=BASE_W, holidays=away)
+    events = async_capture_events(hass, EVENT_ALERT)
+    await household.start(*readings[0])
+    meter = f"device_{er.async_get(hass).async_get(household.energy).device_id}"  # type: ignore[union-attr]
+    percent = _entity(hass, "sensor", f"{meter}_today_vs_typical")
+    seen: dict[int, str] = {}
+    for moment, kwh, kw in readings[1:]:
+        await household.step(moment, kwh, kw)
+        if moment.hour == 20:
+            seen[(moment - MONDAY).days] = state_of(hass, percent).state
+    for day in away:
+        assert float(seen[day]) < 75, f"day {day} away: {seen[day]} %"  # well below a normal day
+    assert 75 <= float(seen[21]) <= 125  # back home: normal again
+    assert _alerts(events) == []  # a low day is no alarm
