@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from homeassistant.components.recorder.core import Recorder
-from homeassistant.components.recorder.statistics import get_metadata, statistics_during_period
+from homeassistant.components.recorder.statistics import get_metadata
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -42,6 +42,7 @@ from custom_components.smartmeter.const import (
 from custom_components.smartmeter.core.cloud.base import CloudTemporaryError, RetryPolicy
 from custom_components.smartmeter.diagnostics import async_get_config_entry_diagnostics
 from tests.cloud_servers.octopus import FakeOctopus
+from tests.cloud_servers.statistics import assert_hourly_exact, floor_hour, hourly_rows
 from tests.conftest import corpus_dir
 
 KEY = "sk_live_fake0123456789"
@@ -66,10 +67,6 @@ def fast_retries() -> Iterator[None]:
         yield
 
 
-def _hour(stamp: datetime) -> datetime:
-    return stamp.replace(minute=0, second=0, microsecond=0)
-
-
 @pytest.fixture
 async def octopus(socket_enabled: None) -> AsyncIterator[FakeOctopus]:
     """A fake Octopus account with an electricity and a gas meter, data up to the last half-hour."""
@@ -77,12 +74,12 @@ async def octopus(socket_enabled: None) -> AsyncIterator[FakeOctopus]:
     server.add_electricity(MPAN, SERIAL)
     server.add_gas(MPRN, GAS_SERIAL)
     now = dt_util.utcnow()
-    end = _hour(now) - timedelta(hours=2)
+    end = floor_hour(now) - timedelta(hours=2)
     server.generate(MPAN, SERIAL, end - timedelta(days=40), end, seed=1)
     server.generate(MPRN, GAS_SERIAL, end - timedelta(days=40), end, seed=2)
     rates = []
-    cursor = _hour(now) - timedelta(days=41)
-    while cursor < _hour(now) + timedelta(days=2):
+    cursor = floor_hour(now) - timedelta(days=41)
+    while cursor < floor_hour(now) + timedelta(days=2):
         rates.append((cursor, cursor + HALF, Decimal(10 + (cursor.hour % 7)) + Decimal("0.5")))
         cursor += HALF
     server.set_rates("E-1R-AGILE-18-02-21-H", rates)
@@ -111,39 +108,17 @@ async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     await async_wait_recording_done(hass)
 
 
-async def _rows(hass: HomeAssistant, stat_id: str) -> list[dict[str, Any]]:
-    found = await get_instance(hass).async_add_executor_job(
-        statistics_during_period,
-        hass,
-        datetime(2000, 1, 1, tzinfo=UTC),
-        None,
-        {stat_id},
-        "hour",
-        None,
-        {"state", "sum"},
-    )
-    return list(found.get(stat_id, []))
-
-
 def _expected(intervals: list[tuple[datetime, Decimal]]) -> dict[datetime, Decimal]:
     hours: dict[datetime, Decimal] = {}
     for start, value in intervals:
-        hour = _hour(start)
+        hour = floor_hour(start)
         hours[hour] = hours.get(hour, Decimal(0)) + value
     return hours
 
 
 def _assert_exact(rows: list[dict[str, Any]], raw: list[tuple[datetime, Decimal]]) -> None:
     """One row per hour with data, each equal to the raw half-hours, sums continuous from 0."""
-    expected = _expected(raw)
-    starts = [datetime.fromtimestamp(row["start"], UTC) for row in rows]
-    assert len(starts) == len(set(starts)), "duplicate hours"
-    assert starts == sorted(expected), "missing or extra hours"
-    total = Decimal(0)
-    for row, start in zip(rows, starts, strict=True):
-        total += expected[start]
-        assert Decimal(repr(row["state"])) == expected[start]
-        assert row["sum"] == pytest.approx(float(total), abs=1e-9)
+    assert_hourly_exact(rows, _expected(raw))
 
 
 async def test_flow_creates_entry_and_imports(
@@ -172,8 +147,8 @@ async def test_flow_creates_entry_and_imports(
     entry = hass.config_entries.async_entries(DOMAIN)[0]
     assert entry.state is ConfigEntryState.LOADED
     # The default backfill (one year) covers the server's 40 days.
-    _assert_exact(await _rows(hass, ELEC_ID), octopus.consumption(MPAN, SERIAL))
-    _assert_exact(await _rows(hass, GAS_ID), octopus.consumption(MPRN, GAS_SERIAL))
+    _assert_exact(await hourly_rows(hass, ELEC_ID), octopus.consumption(MPAN, SERIAL))
+    _assert_exact(await hourly_rows(hass, GAS_ID), octopus.consumption(MPRN, GAS_SERIAL))
     meta = await get_instance(hass).async_add_executor_job(get_metadata, hass)
     assert meta[ELEC_ID][1]["unit_of_measurement"] == "kWh"
     assert meta[GAS_ID][1]["unit_of_measurement"] == "m³"
@@ -192,7 +167,7 @@ async def test_flow_creates_entry_and_imports(
     assert end is not None and dt_util.parse_datetime(end.state) == last_start + HALF
     price = hass.states.get(entities[f"octopus_{MPAN}_{SERIAL}_current_price"])
     assert price is not None and price.attributes["unit_of_measurement"] == "GBP/kWh"
-    slot = _hour(dt_util.utcnow()) + (HALF if dt_util.utcnow().minute >= 30 else timedelta(0))
+    slot = floor_hour(dt_util.utcnow()) + (HALF if dt_util.utcnow().minute >= 30 else timedelta(0))
     assert Decimal(price.state) == (Decimal(10 + (slot.hour % 7)) + Decimal("0.5")) / 100
     delay = hass.states.get(entities[f"octopus_{MPAN}_{SERIAL}_data_delay"])
     assert delay is not None and 1.5 < float(delay.state) < 4
@@ -201,14 +176,14 @@ async def test_flow_creates_entry_and_imports(
 async def test_cost_series_exact(recorder_mock: Recorder, hass: HomeAssistant, octopus: FakeOctopus) -> None:
     """Each hour's cost is its half-hours times the Agile price of each half-hour, in GBP."""
     await _setup(hass, _entry(hass))
-    rows = await _rows(hass, f"{ELEC_ID}_cost")
+    rows = await hourly_rows(hass, f"{ELEC_ID}_cost")
     price = {
         start: (Decimal(10 + (start.hour % 7)) + Decimal("0.5")) / 100
         for start, _ in octopus.consumption(MPAN, SERIAL)
     }
     expected: dict[datetime, Decimal] = {}
     for start, value in octopus.consumption(MPAN, SERIAL):
-        expected[_hour(start)] = expected.get(_hour(start), Decimal(0)) + value * price[start]
+        expected[floor_hour(start)] = expected.get(floor_hour(start), Decimal(0)) + value * price[start]
     assert len(rows) == len(expected)
     for row in rows:
         start = datetime.fromtimestamp(row["start"], UTC)
@@ -220,12 +195,12 @@ async def test_backfill_option_limits_history(
 ) -> None:
     """The first run imports only the configured history."""
     await _setup(hass, _entry(hass, **{CONF_BACKFILL_DAYS: 10}))
-    rows = await _rows(hass, ELEC_ID)
+    rows = await hourly_rows(hass, ELEC_ID)
     first = datetime.fromtimestamp(rows[0]["start"], UTC)
     assert (
-        _hour(dt_util.utcnow() - timedelta(days=10))
+        floor_hour(dt_util.utcnow() - timedelta(days=10))
         <= first
-        <= _hour(dt_util.utcnow() - timedelta(days=10)) + timedelta(hours=1)
+        <= floor_hour(dt_util.utcnow() - timedelta(days=10)) + timedelta(hours=1)
     )
 
 
@@ -249,15 +224,15 @@ async def test_restart_in_the_middle_of_a_backfill(
         await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.SETUP_RETRY
     await async_wait_recording_done(hass)
-    partial = await _rows(hass, ELEC_ID)
+    partial = await hourly_rows(hass, ELEC_ID)
     assert 0 < len(partial) < len(_expected(octopus.consumption(MPAN, SERIAL)))
     # "Restart": set up again (the retry), with everything working.
     await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
     await async_wait_recording_done(hass)
     assert entry.state is ConfigEntryState.LOADED
-    _assert_exact(await _rows(hass, ELEC_ID), octopus.consumption(MPAN, SERIAL))
-    _assert_exact(await _rows(hass, GAS_ID), octopus.consumption(MPRN, GAS_SERIAL))
+    _assert_exact(await hourly_rows(hass, ELEC_ID), octopus.consumption(MPAN, SERIAL))
+    _assert_exact(await hourly_rows(hass, GAS_ID), octopus.consumption(MPRN, GAS_SERIAL))
 
 
 async def test_restatement_and_continuity(
@@ -276,12 +251,12 @@ async def test_restatement_and_continuity(
     await entry.runtime_data.async_refresh()
     await hass.async_block_till_done()
     await async_wait_recording_done(hass)
-    _assert_exact(await _rows(hass, ELEC_ID), data)
+    _assert_exact(await hourly_rows(hass, ELEC_ID), data)
     # A restart (reload) re-imports the window again: still exact, nothing doubled.
     await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
     await async_wait_recording_done(hass)
-    _assert_exact(await _rows(hass, ELEC_ID), data)
+    _assert_exact(await hourly_rows(hass, ELEC_ID), data)
 
 
 async def test_dst_days(recorder_mock: Recorder, hass: HomeAssistant, socket_enabled: None) -> None:
@@ -309,7 +284,7 @@ async def test_dst_days(recorder_mock: Recorder, hass: HomeAssistant, socket_ena
             await _setup(hass, _entry(hass, **{CONF_BACKFILL_DAYS: 1095}))
     finally:
         await server.close()
-    rows = await _rows(hass, ELEC_ID)
+    rows = await hourly_rows(hass, ELEC_ID)
     _assert_exact(rows, intervals)
     for day, hours in ((spring, 23), (autumn, 25)):
         start = day.astimezone(UTC)
@@ -330,7 +305,7 @@ async def test_errors_fail_the_update_without_losing_data(
     entry = _entry(hass)
     await _setup(hass, entry)
     coordinator = entry.runtime_data
-    rows_before = await _rows(hass, ELEC_ID)
+    rows_before = await hourly_rows(hass, ELEC_ID)
     polluted = (corpus_dir() / "cloud" / "octopus_consumption_curl_polluted.txt").read_bytes()
     bodies: list[tuple[int, bytes | str | None]] = [
         (500, None),
@@ -347,14 +322,14 @@ async def test_errors_fail_the_update_without_losing_data(
         assert len(errors) <= 1
         # No traceback at the levels a user sees (Home Assistant 2026 adds one at debug level).
         assert all(r.exc_info is None for r in caplog.records if "smartmeter" in r.name and r.levelno > 10)
-        assert [r["sum"] for r in await _rows(hass, ELEC_ID)][: len(rows_before)] == [
+        assert [r["sum"] for r in await hourly_rows(hass, ELEC_ID)][: len(rows_before)] == [
             r["sum"] for r in rows_before
         ]
         octopus._failures.clear()
     await coordinator.async_refresh()
     await async_wait_recording_done(hass)
     assert coordinator.last_update_success
-    _assert_exact(await _rows(hass, ELEC_ID), octopus.consumption(MPAN, SERIAL))
+    _assert_exact(await hourly_rows(hass, ELEC_ID), octopus.consumption(MPAN, SERIAL))
 
 
 async def test_rate_limit_fails_update(
@@ -410,7 +385,7 @@ async def test_stale_data_repair(recorder_mock: Recorder, hass: HomeAssistant, s
     """Data that stopped three days ago raises a repair issue; new data clears it."""
     server = FakeOctopus(page_size_cap=25000)
     server.add_electricity(MPAN, SERIAL)
-    end = _hour(dt_util.utcnow()) - timedelta(days=4)
+    end = floor_hour(dt_util.utcnow()) - timedelta(days=4)
     server.generate(MPAN, SERIAL, end - timedelta(days=2), end)
     base = await server.start()
     try:
@@ -420,7 +395,7 @@ async def test_stale_data_repair(recorder_mock: Recorder, hass: HomeAssistant, s
             issues = [i for (d, i) in ir.async_get(hass).issues if d == DOMAIN]
             assert len(issues) == 1 and issues[0].startswith("cloud_data_stopped")
             server.generate(
-                MPAN, SERIAL, end - timedelta(days=2), _hour(dt_util.utcnow()) - timedelta(hours=3)
+                MPAN, SERIAL, end - timedelta(days=2), floor_hour(dt_util.utcnow()) - timedelta(hours=3)
             )
             await entry.runtime_data.async_refresh()
             assert not [i for (d, i) in ir.async_get(hass).issues if d == DOMAIN]
@@ -514,6 +489,6 @@ async def test_bulk_import_falls_back_to_home_assistants_import(
     with patch.object(cloud_statistics, "select", broken):
         await _setup(hass, _entry(hass))
     await async_wait_recording_done(hass)
-    _assert_exact(await _rows(hass, ELEC_ID), octopus.consumption(MPAN, SERIAL))
+    _assert_exact(await hourly_rows(hass, ELEC_ID), octopus.consumption(MPAN, SERIAL))
     assert "importing row by row" in caplog.text
     assert "Traceback" not in caplog.text

@@ -18,12 +18,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from homeassistant.components.recorder.core import Recorder
-from homeassistant.components.recorder.statistics import statistics_during_period
 from homeassistant.config_entries import SOURCE_USER
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
-from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.recorder.common import async_wait_recording_done
@@ -40,6 +38,7 @@ from custom_components.smartmeter.const import (
 )
 from custom_components.smartmeter.core.cloud.base import RetryPolicy
 from custom_components.smartmeter.diagnostics import async_get_config_entry_diagnostics
+from tests.cloud_servers.statistics import assert_hourly_exact, floor_hour, hourly_rows
 from tests.cloud_servers.tibber import FakeTibber
 
 TOKEN = "fake-tibber-token-0123456789"
@@ -63,17 +62,13 @@ def fast_retries() -> Iterator[None]:
         yield
 
 
-def _hour(stamp: datetime) -> datetime:
-    return stamp.replace(minute=0, second=0, microsecond=0)
-
-
 @pytest.fixture
 async def tibber(socket_enabled: None) -> AsyncIterator[FakeTibber]:
     """A fake Tibber account: one home with a Pulse, one with solar production."""
     server = FakeTibber()
     server.add_home(HOME, nickname="Cabin", live=True)
     server.add_home(SOLAR, nickname="Villa", production=True, currency="SEK", time_zone="Europe/Stockholm")
-    end = _hour(dt_util.utcnow()) - 2 * HOUR
+    end = floor_hour(dt_util.utcnow()) - 2 * HOUR
     server.generate(HOME, end - timedelta(days=45), end, seed=1)
     server.generate(SOLAR, end - timedelta(days=45), end, seed=2)
     today = datetime.now(OSLO).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -104,31 +99,6 @@ async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     await async_wait_recording_done(hass)
 
 
-async def _rows(hass: HomeAssistant, stat_id: str) -> list[dict[str, Any]]:
-    found = await get_instance(hass).async_add_executor_job(
-        statistics_during_period,
-        hass,
-        datetime(2000, 1, 1, tzinfo=UTC),
-        None,
-        {stat_id},
-        "hour",
-        None,
-        {"state", "sum"},
-    )
-    return list(found.get(stat_id, []))
-
-
-def _assert_exact(rows: list[dict[str, Any]], expected: dict[datetime, Decimal]) -> None:
-    starts = [datetime.fromtimestamp(row["start"], UTC) for row in rows]
-    assert len(starts) == len(set(starts)), "duplicate hours"
-    assert starts == sorted(expected), "missing or extra hours"
-    total = Decimal(0)
-    for row, start in zip(rows, starts, strict=True):
-        total += expected[start]
-        assert Decimal(repr(row["state"])) == expected[start]
-        assert row["sum"] == pytest.approx(float(total), abs=1e-9)
-
-
 def _series(
     server: FakeTibber, home: str, *, production: bool = False, money: bool = False
 ) -> dict[datetime, Decimal]:
@@ -153,9 +123,9 @@ async def test_flow_and_statistics(recorder_mock: Recorder, hass: HomeAssistant,
     assert result["result"].unique_id == "tibber_user-1"
     await hass.async_block_till_done()
     await async_wait_recording_done(hass)
-    _assert_exact(await _rows(hass, IMPORT_ID), _series(tibber, HOME))
-    _assert_exact(await _rows(hass, f"{IMPORT_ID}_cost"), _series(tibber, HOME, money=True))
-    _assert_exact(await _rows(hass, EXPORT_ID), _series(tibber, SOLAR, production=True))
+    assert_hourly_exact(await hourly_rows(hass, IMPORT_ID), _series(tibber, HOME))
+    assert_hourly_exact(await hourly_rows(hass, f"{IMPORT_ID}_cost"), _series(tibber, HOME, money=True))
+    assert_hourly_exact(await hourly_rows(hass, EXPORT_ID), _series(tibber, SOLAR, production=True))
     # The same account again is refused.
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {"next_step_id": "tibber"})
@@ -217,8 +187,8 @@ async def test_dst_days(recorder_mock: Recorder, hass: HomeAssistant, socket_ena
             await hass.config_entries.async_unload(entry.entry_id)
     finally:
         await server.close()
-    found = await _rows(hass, IMPORT_ID)
-    _assert_exact(found, {start: value for start, value, _ in rows if value is not None})
+    found = await hourly_rows(hass, IMPORT_ID)
+    assert_hourly_exact(found, {start: value for start, value, _ in rows if value is not None})
     for day, hours in zip(days, (23, 25), strict=True):
         start = day.astimezone(UTC).timestamp()
         stop = datetime(day.year, day.month, day.day + 1, tzinfo=OSLO).timestamp()
@@ -305,7 +275,7 @@ async def test_errors_and_secrets(
     entry = _entry(hass)
     await _setup(hass, entry)
     coordinator = entry.runtime_data
-    before = await _rows(hass, IMPORT_ID)
+    before = await hourly_rows(hass, IMPORT_ID)
     for kwargs in (
         {"status": 200, "graphql_error": f"internal error {TOKEN}", "code": "INTERNAL_SERVER_ERROR"},
         {"status": 500, "body": f"oops {TOKEN}"},
@@ -317,7 +287,7 @@ async def test_errors_and_secrets(
         await coordinator.async_refresh()
         assert not coordinator.last_update_success
         tibber._failures.clear()
-    after = await _rows(hass, IMPORT_ID)
+    after = await hourly_rows(hass, IMPORT_ID)
     assert [r["sum"] for r in after] == [r["sum"] for r in before]
     diagnostics = json.dumps(await async_get_config_entry_diagnostics(hass, entry), default=str)
     assert TOKEN not in caplog.text
