@@ -45,7 +45,7 @@ from homeassistant.components.recorder.statistics import (
     get_last_statistics,
     statistics_during_period,
 )
-from homeassistant.const import UnitOfEnergy, UnitOfVolume
+from homeassistant.const import UnitOfVolume
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import slugify
@@ -68,15 +68,11 @@ if TYPE_CHECKING:
 from .const import DOMAIN
 from .core.cloud.base import CloudMeter
 from .core.cloud.hourly import HourRow
+from .statistics import UNITS as METER_UNITS
 
 # Cloud units -> Home Assistant units (anything else, e.g. a currency, is kept).
-UNITS: dict[str, str] = {
-    "kwh": UnitOfEnergy.KILO_WATT_HOUR,
-    "wh": UnitOfEnergy.WATT_HOUR,
-    "mwh": UnitOfEnergy.MEGA_WATT_HOUR,
-    "m3": UnitOfVolume.CUBIC_METERS,
-    "m³": UnitOfVolume.CUBIC_METERS,
-}
+# The meters' units (statistics.UNITS); cloud APIs also write m³ with its superscript.
+UNITS: dict[str, str] = METER_UNITS | {"m³": UnitOfVolume.CUBIC_METERS}
 _META_KEYS = StatisticMetaData.__required_keys__ | StatisticMetaData.__optional_keys__
 # How far back the row before a window is looked for first (then: anywhere).
 _NEAR = timedelta(days=3)
