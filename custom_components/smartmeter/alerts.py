@@ -292,7 +292,6 @@ class MeterAlerts:
                 "evidence_complete": state.evidence_complete,
                 "no_quiet_since": _iso(state.no_quiet_since),
                 "step_l": None if self.water.step_l is None else str(self.water.step_l),
-                "ignored": self.water.ignored,
                 "restarts": self.water.restarts,
             }
         if self.usage is not None:
