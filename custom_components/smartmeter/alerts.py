@@ -64,6 +64,7 @@ from .core.alerts.water import WaterAlertSettings, WaterMonitor, WaterState, to_
 from .core.cloud.base import ENERGY_IMPORT, GAS, Interval
 from .core.models import Medium, Meter, Register
 from .repairs import async_warning
+from .statistics import MIN_YEAR
 
 # The alerts an event can carry (``alert``).
 ALERT_WATER_LEAK: Final = "water_leak"
@@ -98,7 +99,6 @@ _GAS: Final = {
 }
 # A gas meter counting kWh (a cloud account): the m³ thresholds x a typical 11 kWh/m³.
 _GAS_KWH_PER_M3: Final = Decimal(11)
-_MIN_YEAR: Final = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +154,7 @@ def _number(reg: Register | None) -> Decimal | None:
     """A register's finite number; ``None`` for none or a placeholder ("no reading" stamped 1970)."""
     if reg is None or not isinstance(reg.value, Decimal) or not reg.value.is_finite():
         return None
-    if reg.timestamp is not None and reg.timestamp.year < _MIN_YEAR:
+    if reg.timestamp is not None and reg.timestamp.year < MIN_YEAR:
         return None
     return reg.value
 
@@ -168,11 +168,9 @@ def _scaled(reg: Register | None, factors: Mapping[str, Decimal], default: str) 
 
 
 def _stamp(reg: Register, received: datetime) -> datetime:
-    """When a reading held: the meter's own stamp (sub-meters), else when it arrived."""
+    """When a reading (one :func:`_number` took) held: the meter's own stamp (sub-meters), else when it arrived."""
     stamp = reg.timestamp
-    if stamp is not None and stamp.year >= _MIN_YEAR and stamp.tzinfo is not None:
-        return stamp
-    return received
+    return stamp if stamp is not None and stamp.tzinfo is not None else received
 
 
 def import_energy(meter: Meter) -> Register | None:
@@ -202,18 +200,18 @@ def _gas_register(meter: Meter) -> Register | None:
     return next((reg for key in GAS_KEYS if _number(reg := values.get(key)) is not None), None)
 
 
-def _gas_monitor(tz: tzinfo, unit: str, factor: Decimal) -> GasMonitor:
-    """A gas monitor with its thresholds in the meter's unit (m³, or kWh for cloud accounts)."""
+def _gas_options(tz: tzinfo, unit: str, factor: Decimal) -> dict[str, Any]:
+    """A gas monitor's options, its thresholds in the meter's unit (m³, or kWh for cloud accounts)."""
     scale = _GAS_KWH_PER_M3 if unit == "kWh" else Decimal(1)
-    return GasMonitor(
-        tz=tz,
-        unit=unit,
-        quiet_max=Decimal("0.005") * scale,
-        hour_min_use=Decimal("0.02") * scale,
-        high_day_factor=factor,
-        high_day_min_excess=Decimal(2) * scale,
-        min_typical=Decimal("0.2") * scale,
-    )
+    return {
+        "tz": tz,
+        "unit": unit,
+        "quiet_max": Decimal("0.005") * scale,
+        "hour_min_use": Decimal("0.02") * scale,
+        "high_day_factor": factor,
+        "high_day_min_excess": Decimal(2) * scale,
+        "min_typical": Decimal("0.2") * scale,
+    }
 
 
 def _period_end(alert: UsageAlert) -> datetime:
@@ -223,6 +221,17 @@ def _period_end(alert: UsageAlert) -> datetime:
         return start + timedelta(hours=1)
     tz = start.tzinfo
     return datetime.combine(start.date() + timedelta(days=1), dtime(0), tzinfo=tz)
+
+
+def _event_details(event: OutageEvent) -> dict[str, Any]:
+    """What an outage or link event tells of a classified silence."""
+    return {
+        "start": event.start.isoformat(),
+        "end": event.end.isoformat(),
+        "duration_s": float(event.duration),
+        "evidence": list(event.evidence),
+        "disturbances": list(event.disturbances),
+    }
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -254,7 +263,6 @@ class MeterAlerts:
         self.usage_until: datetime | None = None
         self.outage_state = OutageState.OK
         self.link_lost_since: datetime | None = None
-        self.last_outage_event: OutageEvent | None = None
         self.cloud_end: datetime | None = None  # the end of the last cloud interval taken in
         self.cloud_total = Decimal(0)
 
@@ -370,9 +378,8 @@ class AlertHub:
         return data
 
     @callback
-    def _changed(self, now: datetime) -> None:
+    def _changed(self) -> None:
         """Save within ``SAVE_INTERVAL`` (Home Assistant flushes a pending save when it stops)."""
-        del now
         if not self._save_pending:
             self._save_pending = True
             self._store.async_delay_save(self._data_to_save, SAVE_INTERVAL.total_seconds())
@@ -434,9 +441,6 @@ class AlertHub:
             )
             return None
 
-    def _electricity(self) -> ElectricityMonitor:
-        return ElectricityMonitor(tz=self.tz, high_day_factor=self.options.high_day_factor)
-
     @callback
     def _follow(self, meter: Meter, *, main: bool) -> MeterAlerts | None:
         """Create the monitors of a meter that has something to watch (``None``: nothing)."""
@@ -478,29 +482,16 @@ class AlertHub:
             async_register_meter(self.hass, self.entry, meter, parent)
 
     def _gas(self, meter_id: str, unit: str) -> GasMonitor:
-        factor = self.options.high_day_factor
-        fresh = _gas_monitor(self.tz, unit, factor)
-        options = {
-            "tz": self.tz,
-            "unit": unit,
-            "quiet_max": fresh.quiet_max,
-            "hour_min_use": fresh.hour_min_use,
-            "high_day_factor": factor,
-            "high_day_min_excess": fresh.high_day_min_excess,
-            "min_typical": fresh.min_typical,
-        }
-        return self._restore(meter_id, "usage", lambda d: GasMonitor.from_dict(d, **options)) or fresh
+        """The meter's gas monitor as stored, else a fresh one."""
+        options = _gas_options(self.tz, unit, self.options.high_day_factor)
+        restored = self._restore(meter_id, "usage", lambda d: GasMonitor.from_dict(d, **options))
+        return restored or GasMonitor(**options)
 
     def _electric(self, meter_id: str) -> ElectricityMonitor:
-        factor = self.options.high_day_factor
-        return (
-            self._restore(
-                meter_id,
-                "usage",
-                lambda d: ElectricityMonitor.from_dict(d, tz=self.tz, high_day_factor=factor),
-            )
-            or self._electricity()
-        )
+        """The meter's electricity monitor as stored, else a fresh one."""
+        options: dict[str, Any] = {"tz": self.tz, "high_day_factor": self.options.high_day_factor}
+        restored = self._restore(meter_id, "usage", lambda d: ElectricityMonitor.from_dict(d, **options))
+        return restored or ElectricityMonitor(**options)
 
     def _restore_cloud(self, alerts: MeterAlerts) -> None:
         stored = self._stored.get(alerts.meter_id)
@@ -521,7 +512,7 @@ class AlertHub:
             try:
                 self._feed(meter, received)
             except (ValueError, ArithmeticError) as err:
-                # A reading the monitors cannot take (a unit they do not know): skipped, said once per kind.
+                # A reading the monitors cannot take (a unit they do not know): skipped, at debug level.
                 LOGGER.debug("Alerts of meter %s skipped a reading: %s", meter.id, err)
 
     @callback
@@ -532,11 +523,7 @@ class AlertHub:
             if alerts is None:
                 return
         events: list[tuple[str, bool, dict[str, Any]]] = []
-        if (
-            alerts.water is not None
-            and (reg := _water_register(meter)) is not None
-            and _number(reg) is not None
-        ):
+        if alerts.water is not None and (reg := _water_register(meter)) is not None:
             alerts.water.add(_stamp(reg, received), to_litres(reg.value, reg.unit or "m3"))  # type: ignore[arg-type]
         elif (gas := alerts.gas) is not None and (reg := _gas_register(meter)) is not None:
             total = _scaled(reg, _GAS, "m3")
@@ -557,7 +544,7 @@ class AlertHub:
                 event = alerts.outage.on_frame(meter, received)
                 self._outage(alerts, event, received, events)
         self._evaluate(alerts, received, events)
-        self._changed(received)
+        self._changed()
 
     @callback
     def async_feed_intervals(
@@ -595,7 +582,7 @@ class AlertHub:
                 alerts, alerts.usage.add_reading(interval.end, alerts.cloud_total), events, now
             )
         self._evaluate(alerts, now, events)
-        self._changed(now)
+        self._changed()
 
     @callback
     def async_link_status(self, connected: bool) -> None:
@@ -663,14 +650,7 @@ class AlertHub:
     ) -> None:
         if event is None:
             return
-        alerts.last_outage_event = event
-        details = {
-            "start": event.start.isoformat(),
-            "end": event.end.isoformat(),
-            "duration_s": float(event.duration),
-            "evidence": list(event.evidence),
-            "disturbances": list(event.disturbances),
-        }
+        details = _event_details(event)
         if event.kind is OutageState.POWER_OUTAGE and alerts.outage_state is not OutageState.POWER_OUTAGE:
             # Found afterwards (the counters rose, the log has it): it is over already.
             events.append((ALERT_POWER_OUTAGE, False, details | {"found_after": True}))
@@ -741,20 +721,7 @@ class AlertHub:
                     )
                 elif old_state is OutageState.POWER_OUTAGE:
                     last = alerts.outage.last_event
-                    events.append(
-                        (
-                            ALERT_POWER_OUTAGE,
-                            False,
-                            {}
-                            if last is None
-                            else {
-                                "start": last.start.isoformat(),
-                                "end": last.end.isoformat(),
-                                "duration_s": float(last.duration),
-                                "evidence": list(last.evidence),
-                            },
-                        )
-                    )
+                    events.append((ALERT_POWER_OUTAGE, False, {} if last is None else _event_details(last)))
                 alerts.outage_state = state_now
         for kind, active, details in events:
             self._fire(alerts, kind, active, details)

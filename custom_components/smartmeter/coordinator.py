@@ -73,15 +73,13 @@ from .core.models import Frame, Medium, Meter, Register, RegisterValue
 from .core.obis import READING_KEY
 from .core.policy import WritePolicy
 from .core.source import MeterSource
-from .statistics import MeterTimeStatistics
+from .statistics import MIN_YEAR, MeterTimeStatistics
 
 type SmartMeterConfigEntry = ConfigEntry[SmartMeterCoordinator]
 type RegisterId = tuple[str, str]  # (meter ID, register key)
 
 # The medium of a meter-reading register (the others are electrical energy).
 READING_MEDIA: dict[str, Medium] = {key: medium for medium, key in READING_KEY.items()}
-# Readings stamped before this year are placeholders ("700101000000"): no reading.
-_MIN_YEAR = 2000
 # Restore-state key of a counter's guard (value, unit, time), saved by the sensors.
 RESTORE_GUARD = "guard"
 
@@ -154,7 +152,7 @@ class RegisterGuards:
         if not counter or not isinstance(reg.value, Decimal):
             return False
         # A placeholder stamp is no reading (the sensor shows none).
-        return reg.timestamp is None or reg.timestamp.year >= _MIN_YEAR
+        return reg.timestamp is None or reg.timestamp.year >= MIN_YEAR
 
     def seed(self, meter_id: str, key: str, value: Decimal, unit: str | None, time: float) -> None:
         """Start a register's guard from a reading saved before a restart."""
