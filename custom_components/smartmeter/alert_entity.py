@@ -33,7 +33,7 @@ from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
-from .alerts import AlertHub, MeterAlerts
+from .alerts import AlertHub, MeterAlerts, iso
 from .core.alerts.outage import OutageState
 
 type Attributes = dict[str, Any]
@@ -43,10 +43,6 @@ def _minutes(value: Any) -> float | None:
     return None if value is None else round(value.total_seconds() / 60, 1)
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
-
-
 def _leak_attributes(alerts: MeterAlerts, _now: datetime) -> Attributes:
     state = alerts.water_state
     water = alerts.water
@@ -54,8 +50,8 @@ def _leak_attributes(alerts: MeterAlerts, _now: datetime) -> Attributes:
         return {}
     return {
         "quiet_period_minutes": _minutes(water.settings.quiet_period),
-        "no_quiet_since": _iso(state.no_quiet_since),
-        "leak_since": _iso(state.leak_since),
+        "no_quiet_since": iso(state.no_quiet_since),
+        "leak_since": iso(state.leak_since),
         "longest_quiet_minutes_24h": _minutes(state.longest_quiet_last_window),
         "evidence_complete": state.evidence_complete,
         "register_step_l": None if water.step_l is None else float(water.step_l),
@@ -72,7 +68,7 @@ def _burst_attributes(alerts: MeterAlerts, _now: datetime) -> Attributes:
         "threshold_l_min": float(water.settings.burst_flow_l_min),
         "duration_minutes": _minutes(water.settings.burst_duration),
         "flow_l_min": None if flow is None else float(flow.lower),
-        "burst_since": _iso(state.burst_since),
+        "burst_since": iso(state.burst_since),
     }
 
 
@@ -103,7 +99,7 @@ def _outage_attributes(alerts: MeterAlerts, _now: datetime) -> Attributes:
         "last_outage_end": None if last is None else last.end.isoformat(),
         "last_outage_duration_s": None if last is None else float(last.duration),
         "last_outage_evidence": None if last is None else list(last.evidence),
-        "meter_log_last_end": None if logged is None else _iso(logged.end),
+        "meter_log_last_end": None if logged is None else iso(logged.end),
         "meter_log_last_duration_s": None
         if logged is None or logged.duration is None
         else float(logged.duration),
@@ -111,7 +107,7 @@ def _outage_attributes(alerts: MeterAlerts, _now: datetime) -> Attributes:
 
 
 def _link_attributes(alerts: MeterAlerts, _now: datetime) -> Attributes:
-    return {"since": _iso(alerts.link_lost_since)}
+    return {"since": iso(alerts.link_lost_since)}
 
 
 def _base_load(alerts: MeterAlerts, _now: datetime) -> Decimal | None:

@@ -234,7 +234,8 @@ def _event_details(event: OutageEvent) -> dict[str, Any]:
     }
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso(moment: datetime | None) -> str | None:
+    """A time as ISO 8601 text (``None`` stays ``None``)."""
     return None if moment is None else moment.isoformat()
 
 
@@ -298,7 +299,7 @@ class MeterAlerts:
                 "leak": state.leak,
                 "burst": state.burst,
                 "evidence_complete": state.evidence_complete,
-                "no_quiet_since": _iso(state.no_quiet_since),
+                "no_quiet_since": iso(state.no_quiet_since),
                 "step_l": None if self.water.step_l is None else str(self.water.step_l),
                 "restarts": self.water.restarts,
             }
@@ -673,7 +674,7 @@ class AlertHub:
                     (
                         ALERT_WATER_LEAK,
                         state.leak,
-                        {"since": _iso(state.leak_since), "no_quiet_since": _iso(state.no_quiet_since)},
+                        {"since": iso(state.leak_since), "no_quiet_since": iso(state.no_quiet_since)},
                     )
                 )
             if state.burst != was_burst:
@@ -683,7 +684,7 @@ class AlertHub:
                         ALERT_WATER_BURST,
                         state.burst,
                         {
-                            "since": _iso(state.burst_since),
+                            "since": iso(state.burst_since),
                             "flow_l_min": None if flow is None else float(flow.lower),
                         },
                     )
