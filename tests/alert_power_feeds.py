@@ -266,6 +266,7 @@ class Household:
         self.power = power
         self.reference = ElectricityMonitor(tz=tz)  # the default thresholds, as the entry's
         self.reference_alerts: list[UsageAlert] = []
+        self.typical_at_energy: Decimal | None = None
         self.entry: MockConfigEntry | None = None
         self._kw: Decimal | None = None
 
@@ -304,6 +305,9 @@ class Household:
         self._write(self.energy, str(kwh), ENERGY_ATTRS)
         self.reference_alerts += self.reference.add_reading(moment, kwh)
         self.reference.add_power(moment, self._kw)
+        # Today-vs-typical as of this reading: the power write a second later is held back
+        # (the figure is written at most once per 15 minutes of readings).
+        self.typical_at_energy = self.reference.today_vs_typical()
         await self._delivered(moment)
         later = moment + timedelta(seconds=1)
         self.freezer.move_to(later)

@@ -449,7 +449,7 @@ async def test_today_vs_typical_and_high_day(hass: HomeAssistant, household: Hou
         await household.step(moment, kwh, kw)
         if moment.hour == 20:
             seen[moment] = state_of(hass, percent).state
-            reference = household.reference.today_vs_typical()
+            reference = household.typical_at_energy
             assert seen[moment] == ("unknown" if reference is None else str(reference)), moment
 
     at_eight = {moment.date(): value for moment, value in seen.items()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -143,6 +143,10 @@ class AlertEntityDescription(EntityDescription):
 
     has_fn: Callable[[MeterAlerts], bool]
     attributes_fn: Callable[[MeterAlerts, datetime], Attributes] = lambda _a, _n: {}
+    # A figure that moves with every reading is written at most once per this much
+    # reading time (``reading_time_fn``); None: whenever it changes.
+    min_interval: timedelta | None = None
+    reading_time_fn: Callable[[MeterAlerts], datetime | None] = lambda _a: None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,6 +227,9 @@ SENSORS: tuple[AlertSensorEntityDescription, ...] = (
         has_fn=lambda a: a.usage is not None,
         value_fn=_vs_typical,
         attributes_fn=_vs_typical_attributes,
+        # A figure about the day: one database row per 15 minutes of readings, not per reading.
+        min_interval=timedelta(minutes=15),
+        reading_time_fn=lambda a: None if a.usage is None else a.usage.last_reading,
     ),
 )
 
@@ -243,12 +250,12 @@ class AlertEntity(Entity):
         self._attr_unique_id = f"{alerts.meter_id}_{description.key}"
         self._attr_device_info = alerts.device_info
         self._written: tuple[Any, ...] | None = None
+        self._written_reading: datetime | None = None  # the reading time of the last write
 
     def _value(self, now: datetime) -> Any:
         raise NotImplementedError
 
-    def _compute(self) -> tuple[Any, ...]:
-        now = dt_util.utcnow()
+    def _compute(self, now: datetime) -> tuple[Any, ...]:
         value = self._value(now)
         attributes = self.entity_description.attributes_fn(self.alerts, now)
         return (value, attributes, self.available)
@@ -265,19 +272,38 @@ class AlertEntity(Entity):
     async def async_added_to_hass(self) -> None:
         """Follow the hub (and the coordinator, for availability)."""
         await super().async_added_to_hass()
-        self._apply(computed := self._compute())
+        self._apply(computed := self._compute(dt_util.utcnow()))
         self._written = computed
+        self._written_reading = self.entity_description.reading_time_fn(self.alerts)
         self.async_on_remove(self.hub.async_add_listener(self.meter_id, self._async_changed))
         if self.hub.coordinator is not None:
-            self.async_on_remove(self.hub.coordinator.async_add_listener(self._async_changed))
+            self.async_on_remove(self.hub.coordinator.async_add_listener(self._async_availability))
+
+    @callback
+    def _async_availability(self) -> None:
+        """The coordinator updated: only its availability matters here (the hub tells the rest)."""
+        if self._written is not None and self.available != self._written[2]:
+            self._async_changed()
 
     @callback
     def _async_changed(self) -> None:
-        """Write the state when it changed."""
-        computed = self._compute()
+        """Write the state when it changed (a figure with a minimum interval: not sooner)."""
+        description = self.entity_description
+        reading = description.reading_time_fn(self.alerts)
+        if (
+            description.min_interval is not None
+            and self._written is not None
+            and self._written_reading is not None
+            and reading is not None
+            and reading - self._written_reading < description.min_interval
+            and self.available == self._written[2]
+        ):
+            return
+        computed = self._compute(dt_util.utcnow())
         if computed == self._written:
             return
         self._written = computed
+        self._written_reading = reading
         self._apply(computed)
         self.async_write_ha_state()
 

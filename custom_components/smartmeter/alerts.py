@@ -99,6 +99,7 @@ _GAS: Final = {
 }
 # A gas meter counting kWh (a cloud account): the m³ thresholds x a typical 11 kWh/m³.
 _GAS_KWH_PER_M3: Final = Decimal(11)
+_IMPORT_TARIFFS: Final = tuple(f"energy_import_tariff_{n}" for n in range(1, 11))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,17 +174,18 @@ def _stamp(reg: Register, received: datetime) -> datetime:
     return stamp if stamp is not None and stamp.tzinfo is not None else received
 
 
-def import_energy(meter: Meter) -> Register | None:
-    """The import energy total: the total register, else the sum of the tariff registers."""
-    values = meter.values
+def import_kwh(values: Mapping[str, Register]) -> Decimal | None:
+    """The import energy total of a meter's registers in kWh: the total, else the sum of the tariffs."""
     total = values.get("energy_import_total")
-    if _number(total) is not None:
-        return total
-    tariffs = [reg for n in range(1, 11) if (reg := values.get(f"energy_import_tariff_{n}")) is not None]
-    numbers = [_scaled(reg, _ENERGY, "kWh") for reg in tariffs]
-    if not tariffs or any(n is None for n in numbers):
-        return None
-    return Register("", "energy_import_total", sum((n for n in numbers if n is not None), Decimal(0)), "kWh")
+    if total is not None:
+        return _scaled(total, _ENERGY, "kWh")
+    kwh: Decimal | None = None
+    for key in _IMPORT_TARIFFS:
+        if (reg := values.get(key)) is not None:
+            if (value := _scaled(reg, _ENERGY, "kWh")) is None:
+                return None  # one tariff unreadable: no total
+            kwh = value if kwh is None else kwh + value
+    return kwh
 
 
 def _water_register(meter: Meter) -> Register | None:
@@ -264,6 +266,7 @@ class MeterAlerts:
         self.usage_until: datetime | None = None
         self.outage_state = OutageState.OK
         self.link_lost_since: datetime | None = None
+        self.last_stamp: datetime | None = None  # the time of the last water or gas reading taken in
         self.cloud_end: datetime | None = None  # the end of the last cloud interval taken in
         self.cloud_total = Decimal(0)
 
@@ -454,7 +457,7 @@ class AlertHub:
         elif meter.medium is Medium.GAS and _gas_register(meter) is not None:
             gas = self._gas(meter_id, "m³")
             alerts = MeterAlerts(meter_id, meter.medium, device, usage=gas)
-        elif meter.medium is Medium.ELECTRICITY and import_energy(meter) is not None:
+        elif meter.medium is Medium.ELECTRICITY and import_kwh(meter.values) is not None:
             outage = None
             if main and (timeout := self.options.silence_timeout) is not None:
                 outage = self._restore(
@@ -525,19 +528,20 @@ class AlertHub:
                 return
         events: list[tuple[str, bool, dict[str, Any]]] = []
         if alerts.water is not None and (reg := _water_register(meter)) is not None:
-            alerts.water.add(_stamp(reg, received), to_litres(reg.value, reg.unit or "m3"))  # type: ignore[arg-type]
+            if (stamp := _stamp(reg, received)) == alerts.last_stamp:
+                return  # a stamped reading the telegram repeats: nothing new (the tick keeps time)
+            alerts.last_stamp = stamp
+            alerts.water.add(stamp, to_litres(reg.value, reg.unit or "m3"))  # type: ignore[arg-type]
         elif (gas := alerts.gas) is not None and (reg := _gas_register(meter)) is not None:
-            total = _scaled(reg, _GAS, "m3")
-            if total is not None:
-                self._usage_alerts(alerts, gas.add_reading(_stamp(reg, received), total), events, received)
+            if (stamp := _stamp(reg, received)) == alerts.last_stamp:
+                return
+            alerts.last_stamp = stamp
+            if (total := _scaled(reg, _GAS, "m3")) is not None:
+                self._usage_alerts(alerts, gas.add_reading(stamp, total), events, received)
         elif (electricity := alerts.electricity) is not None:
-            total_reg = import_energy(meter)
-            total = _scaled(total_reg, _ENERGY, "kWh")
-            if total_reg is not None and total is not None:
-                self._usage_alerts(
-                    alerts, electricity.add_reading(_stamp(total_reg, received), total), events, received
-                )
             values = meter.values
+            if (total := import_kwh(values)) is not None:  # energy registers carry no stamp
+                self._usage_alerts(alerts, electricity.add_reading(received, total), events, received)
             power = _scaled(values.get("power_import"), _POWER, "kW")
             if power is not None:
                 electricity.add_power(received, power, _scaled(values.get("power_export"), _POWER, "kW"))

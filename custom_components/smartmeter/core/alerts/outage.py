@@ -33,7 +33,7 @@ Durations are exact ``Decimal`` seconds (the log states whole seconds).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -89,14 +89,15 @@ class LoggedOutage:
 
 
 def _count(reg: Register | None) -> int | None:
-    if reg is None or isinstance(reg.value, (str, datetime)) or reg.value is None:
+    """A counter register as an int (``None``: absent, text, a time or not a whole number)."""
+    if reg is None:
         return None
     value = reg.value
-    if isinstance(value, Decimal):
-        if not value.is_finite() or value != value.to_integral_value():
-            return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
         return int(value)
-    return value
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,20 +115,22 @@ class MeterEvidence:
     @classmethod
     def from_meter(cls, meter: Meter) -> MeterEvidence:
         """Read the evidence registers of a meter (absent ones stay None)."""
-        regs = meter.values
-        log_reg = regs.get(KEY_POWER_FAILURE_LOG)
-        voltages: list[Decimal | None] = []
-        for phase in PHASES:
-            reg = regs.get(f"voltage_l{phase}")
-            voltages.append(reg.value if reg is not None and isinstance(reg.value, Decimal) else None)
+        return cls.from_registers(_evidence_registers(meter))
+
+    @classmethod
+    def from_registers(cls, found: dict[str, Register]) -> MeterEvidence:
+        """The evidence of a meter's evidence registers by key (see :func:`_evidence_registers`)."""
+        if not found:
+            return _NO_EVIDENCE
+        log_reg = found.get(KEY_POWER_FAILURE_LOG)
         return cls(
-            power_failures=_count(regs.get(KEY_POWER_FAILURES)),
-            long_power_failures=_count(regs.get(KEY_LONG_POWER_FAILURES)),
+            power_failures=_count(found.get(KEY_POWER_FAILURES)),
+            long_power_failures=_count(found.get(KEY_LONG_POWER_FAILURES)),
             log_count=_count(log_reg),
             log=tuple(LoggedOutage(e.timestamp, e.value) for e in log_reg.history) if log_reg else (),
-            voltages=tuple(voltages),
-            sags=tuple(_count(regs.get(f"voltage_sags_l{phase}")) for phase in PHASES),
-            swells=tuple(_count(regs.get(f"voltage_swells_l{phase}")) for phase in PHASES),
+            voltages=_voltages(found),
+            sags=tuple(_count(found.get(key)) for key in _SAG_KEYS),
+            swells=tuple(_count(found.get(key)) for key in _SWELL_KEYS),
         )
 
     @property
@@ -199,6 +202,39 @@ class MeterEvidence:
 
 def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+_VOLTAGE_KEYS = tuple(f"voltage_l{phase}" for phase in PHASES)
+_SAG_KEYS = tuple(f"voltage_sags_l{phase}" for phase in PHASES)
+_SWELL_KEYS = tuple(f"voltage_swells_l{phase}" for phase in PHASES)
+_EVIDENCE_KEYS = frozenset(
+    {
+        KEY_POWER_FAILURES,
+        KEY_LONG_POWER_FAILURES,
+        KEY_POWER_FAILURE_LOG,
+        *_VOLTAGE_KEYS,
+        *_SAG_KEYS,
+        *_SWELL_KEYS,
+    }
+)
+_NO_EVIDENCE = MeterEvidence()
+
+
+def _evidence_registers(meter: Meter) -> dict[str, Register]:
+    """A meter's evidence registers by key, in one pass (this runs on every telegram)."""
+    return {reg.key: reg for reg in meter.registers if reg.key in _EVIDENCE_KEYS}
+
+
+def _voltages(found: dict[str, Register]) -> tuple[Decimal | None, ...]:
+    return tuple(
+        reg.value if (reg := found.get(key)) is not None and isinstance(reg.value, Decimal) else None
+        for key in _VOLTAGE_KEYS
+    )
+
+
+def _counter_signature(found: dict[str, Register]) -> tuple[Any, ...]:
+    """What the evidence says besides the voltages (which change with every telegram)."""
+    return tuple((key, reg.value, reg.history) for key, reg in found.items() if key not in _VOLTAGE_KEYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +316,7 @@ class OutageDetector:
         self.silence_timeout = silence_timeout
         self.clock_tolerance = clock_tolerance
         self._evidence: MeterEvidence | None = None
+        self._signature: tuple[Any, ...] | None = None  # of the counters behind _evidence
         self._last_frame: datetime | None = None
         self._zero_since: datetime | None = None
         self._link_down_at: datetime | None = None
@@ -293,11 +330,17 @@ class OutageDetector:
 
     def on_frame(self, meter: Meter, moment: datetime) -> OutageEvent | None:
         """Feed one good frame's meter; return the event it concludes, if any."""
-        evidence = MeterEvidence.from_meter(meter)
+        found = _evidence_registers(meter)
+        signature = _counter_signature(found)
+        if self._evidence is not None and signature == self._signature:
+            # Counters and log as before (the usual telegram): only the voltages are new.
+            evidence = replace(self._evidence, voltages=_voltages(found))
+        else:
+            evidence = MeterEvidence.from_registers(found)
         previous, previous_at = self._evidence, self._last_frame
         if previous_at is not None and moment <= previous_at:
             return None  # out of order
-        self._evidence, self._last_frame = evidence, moment
+        self._evidence, self._last_frame, self._signature = evidence, moment, signature
         if evidence.all_voltage_zero:
             if self._zero_since is None:
                 self._zero_since = moment

@@ -261,6 +261,11 @@ class _UsageMonitor:
     # ------------------------------------------------------------ figures
 
     @property
+    def last_reading(self) -> datetime | None:
+        """The time of the last reading taken in."""
+        return None if self._last_us is None else EPOCH + self._last_us * _US
+
+    @property
     def today(self) -> date | None:
         """The local date being booked."""
         return self._day
@@ -512,6 +517,8 @@ class ElectricityMonitor(_UsageMonitor):
         self._window_sum = _ZERO
         self._window_count = 0
         self._window_export = False
+        # base_load_detail() until a window closes (it is asked for on every reading)
+        self._base: tuple[str | None, Decimal | None] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **options: Any) -> Self:
@@ -576,6 +583,7 @@ class ElectricityMonitor(_UsageMonitor):
             self._keep(self._energy_windows, slot * _SLOT_US, use * 4)
 
     def _keep(self, windows: deque[tuple[int, Decimal]], start_us: int, mean: Decimal) -> None:
+        self._base = None
         windows.append((start_us, mean))
         while windows and windows[0][0] <= start_us - self._base_span_us:
             windows.popleft()
@@ -587,6 +595,11 @@ class ElectricityMonitor(_UsageMonitor):
 
     def base_load_detail(self) -> tuple[str | None, Decimal | None]:
         """``(source, kW)``: source is ``"power"`` or ``"energy"``, the readings the figure comes from."""
+        if self._base is None:
+            self._base = self._base_load_detail()
+        return self._base
+
+    def _base_load_detail(self) -> tuple[str | None, Decimal | None]:
         latest = max(
             (windows[-1][0] for windows in (self._power_windows, self._energy_windows) if windows),
             default=None,
